@@ -1,0 +1,31 @@
+"""Shared fixtures: an isolated workbench home per test, and the tiny world built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The tiny world is built once into a cache shared by the whole session (and reused across sessions:
+# it is keyed by its recipe hash). Tests that need an isolated registry get `wb_home`.
+SESSION_HOME = Path(os.environ.get("WORKBENCH_TEST_CACHE", Path.home() / ".cache" / "workbench-tests"))
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> Path:
+    """Path of the tiny world model folder (built on first use, about a minute on 2 cores)."""
+    os.environ["WORKBENCH_HOME"] = str(SESSION_HOME)
+    from workbench.demo.world import ensure_world
+
+    world = ensure_world(progress=lambda *a: None)
+    assert world.accuracy >= 0.9, f"tiny world fact accuracy {world.accuracy}"
+    return world.path
+
+
+@pytest.fixture
+def wb_home(tmp_path, monkeypatch) -> Path:
+    """An empty WORKBENCH_HOME for this test (its own registry, data and cache dirs)."""
+    home = tmp_path / "wbhome"
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    return home
