@@ -29,3 +29,28 @@ def wb_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "wbhome"
     monkeypatch.setenv("WORKBENCH_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tiny_world, tmp_path_factory) -> Path:
+    """A finished real XTuner LoRA run of configs/tiny_cpu_lora.py on the tiny world (about 30 s).
+
+    Its work dir has iter_10.pth ... iter_60.pth, last_checkpoint, the config copy and the mmengine log.
+    Read-only for tests: copy it before changing anything.
+    """
+    import subprocess
+    import sys
+
+    from workbench.paths import configs_dir
+
+    work = tmp_path_factory.mktemp("tiny_run") / "work"
+    env = dict(os.environ, WORKBENCH_MODEL=str(tiny_world), PYTHONUNBUFFERED="1")
+    log = work.parent / "stdout.log"
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workbench.xtuner_compat", "train", str(configs_dir() / "tiny_cpu_lora.py"),
+             "--work-dir", str(work)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900,
+        )
+    assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
+    return work

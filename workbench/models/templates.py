@@ -1,0 +1,337 @@
+"""Chat formats: XTuner's PROMPT_TEMPLATE entries, the system prompt, and which one to use.
+
+The seeds' worst surprise was chatting under another template than the one trained with ("你是谁" answered
+as the base model in `xtuner chat`, right in the web demo). So the format is resolved in a fixed order:
+an explicit ``--template``, then the ``prompt_template`` and ``SYSTEM`` of the training config that made the
+adapter, then the tokenizer's own chat template; and a warning says when the one in use differs from training's.
+
+xtuner is not required here (an lmdeploy-only box has none): a copy of the common entries is kept, and
+xtuner's own table is preferred when importable.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import BadInput, where
+
+# A copy of xtuner 0.2.0's `xtuner.utils.templates.PROMPT_TEMPLATE` (the common entries), used when xtuner
+# is not importable. Keys as in XTuner: SYSTEM, INSTRUCTION, SUFFIX, SUFFIX_AS_EOS, SEP, STOP_WORDS.
+_IM = dict(
+    SYSTEM="<|im_start|>system\n{system}<|im_end|>\n",
+    INSTRUCTION="<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
+    SUFFIX="<|im_end|>",
+    SUFFIX_AS_EOS=True,
+    SEP="\n",
+)
+BUILTIN_TEMPLATES: dict[str, dict] = {
+    "default": dict(SYSTEM="<|System|>:{system}\n", INSTRUCTION="<|User|>:{input}\n<|Bot|>:", SEP="\n"),
+    "zephyr": dict(SYSTEM="<|system|>\n{system}\n", INSTRUCTION="<|user|>\n{input}\n<|assistant|>\n", SEP="\n"),
+    "internlm_chat": dict(
+        SYSTEM="<|System|>:{system}\n", INSTRUCTION="<|User|>:{input}<eoh>\n<|Bot|>:", SUFFIX="<eoa>",
+        SUFFIX_AS_EOS=True, SEP="\n", STOP_WORDS=["<eoa>"],
+    ),
+    "internlm2_chat": dict(_IM, STOP_WORDS=["<|im_end|>"]),
+    "qwen_chat": dict(_IM, STOP_WORDS=["<|im_end|>", "<|endoftext|>"]),
+    "minicpm3": dict(_IM, STOP_WORDS=["<|im_end|>", "<|endoftext|>"]),
+    "llama2_chat": dict(
+        SYSTEM="[INST] <<SYS>>\n You are a helpful, respectful and honest assistant. Always answer as helpfully as "
+        "possible, while being safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, "
+        "dangerous, or illegal content. Please ensure that your responses are socially unbiased and positive in "
+        "nature.\n{system}\n<</SYS>>\n [/INST] ",
+        INSTRUCTION="[INST] {input} [/INST]", SEP="\n",
+    ),
+    "code_llama_chat": dict(SYSTEM="{system}\n", INSTRUCTION="[INST] {input} [/INST]"),
+    "chatglm3": dict(SYSTEM="<|system|>\n{system}", INSTRUCTION="<|user|>\n{input}<|assistant|>\n", SEP="\n"),
+    "mistral": dict(SYSTEM="[INST] {system} [/INST]\n", INSTRUCTION="[INST] {input} [/INST]", SEP="\n"),
+    "gemma": dict(
+        SYSTEM="<start_of_turn>system\n{system}<end_of_turn>\n",
+        INSTRUCTION="<start_of_turn>user\n{input}<end_of_turn>\n<start_of_turn>model\n",
+        SUFFIX="<end_of_turn>", SUFFIX_AS_EOS=False, SEP="\n", STOP_WORDS=["<end_of_turn>"],
+    ),
+    "llama3_chat": dict(
+        SYSTEM="<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>",
+        INSTRUCTION="<|start_header_id|>user<|end_header_id|>\n\n{input}<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        SUFFIX="<|eot_id|>", SUFFIX_AS_EOS=True, STOP_WORDS=["<|eot_id|>"],
+    ),
+    "phi3_chat": dict(
+        SYSTEM="<|system|>\n{system}<|end|>\n", INSTRUCTION="<|user|>\n{input}<|end|>\n<|assistant|>\n",
+        SUFFIX="<|end|>", SUFFIX_AS_EOS=True, SEP="\n", STOP_WORDS=["<|end|>"],
+    ),
+}
+
+TOKENIZER = "tokenizer"  # the name of a format taken from the tokenizer's own chat template
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """An XTuner PROMPT_TEMPLATE entry plus the system prompt in use.
+
+    `render` produces the text XTuner trained on: SYSTEM (first turn, when a system prompt is set),
+    then per turn INSTRUCTION, the answer, SUFFIX and SEP. The backend adds the bos token the way XTuner's
+    `encode_fn` does. A format taken from the tokenizer (`name == "tokenizer"`) renders its Jinja template.
+    """
+
+    name: str
+    system_fmt: str
+    instruction: str
+    suffix: str
+    sep: str
+    stop_words: tuple[str, ...]
+    suffix_as_eos: bool
+    system: str = ""
+    jinja: str = ""  # the tokenizer's chat template (only for name == "tokenizer")
+    bos_token: str = ""  # for Jinja templates that write `{{ bos_token }}`
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The prompt text for `messages` ([{"role": "system"|"user"|"assistant", "content": ...}]).
+
+        A "system" message overrides the format's system prompt. XTuner's INSTRUCTION already opens the
+        assistant's turn, so for XTuner formats `add_generation_prompt` changes nothing; it is passed to a
+        tokenizer's Jinja template.
+        """
+        system = self.system
+        turns = []
+        for m in messages:
+            role = m.get("role")
+            if role == "system":
+                system = m.get("content") or ""
+            elif role in ("user", "assistant"):
+                turns.append((role, m.get("content") or ""))
+            else:
+                raise BadInput(f"message role {role!r}: expected system, user or assistant")
+        if self.jinja:
+            return self._render_jinja(system, turns, add_generation_prompt)
+        out = self.system_fmt.format(system=system) if system and self.system_fmt else ""
+        round_ = 0
+        for role, content in turns:
+            if role == "user":
+                round_ += 1
+                out += self.instruction.format(input=content, round=round_)
+            else:
+                out += content + self.suffix + self.sep
+        return out
+
+    def _render_jinja(self, system: str, turns: list[tuple[str, str]], add_generation_prompt: bool) -> str:
+        import jinja2.sandbox
+
+        msgs = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": r, "content": c} for r, c in turns
+        ]
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(self.jinja).render(
+            messages=msgs, add_generation_prompt=add_generation_prompt, bos_token=self.bos_token,
+            eos_token=self.stop_words[0] if self.stop_words else "",
+        )
+
+    def with_system(self, system: str) -> ChatFormat:
+        """The same format with another system prompt."""
+        from dataclasses import replace
+
+        return replace(self, system=system)
+
+    def describe(self) -> str:
+        """One line for display: ``internlm2_chat (system: "…")``."""
+        sys_ = f' (system: "{self.system[:40]}{"…" if len(self.system) > 40 else ""}")' if self.system else ""
+        return f"{self.name}{sys_}"
+
+
+def _table() -> dict[str, dict]:
+    try:
+        from xtuner.utils.templates import PROMPT_TEMPLATE
+    except Exception:  # no xtuner (an lmdeploy-only box), or it fails to import: use the copy
+        return BUILTIN_TEMPLATES
+    return {k: dict(v) for k, v in PROMPT_TEMPLATE.items()}
+
+
+def template_names() -> list[str]:
+    """The XTuner template names `get_format` accepts."""
+    return sorted(_table())
+
+
+def _from_entry(name: str, entry: dict, system: str) -> ChatFormat:
+    suffix = entry.get("SUFFIX") or ""
+    stops = tuple(entry.get("STOP_WORDS") or ())
+    if suffix and entry.get("SUFFIX_AS_EOS", False) and suffix not in stops:
+        stops = (suffix, *stops)
+    return ChatFormat(
+        name=name,
+        system_fmt=entry.get("SYSTEM") or "",
+        instruction=entry["INSTRUCTION"],
+        suffix=suffix,
+        sep=entry.get("SEP") or "",
+        stop_words=stops,
+        suffix_as_eos=bool(entry.get("SUFFIX_AS_EOS", False)),
+        system=system or "",
+    )
+
+
+def get_format(name: str, system: str = "") -> ChatFormat:
+    """The XTuner template `name` (``internlm2_chat``, ``default``, ``qwen_chat``, ``llama3_chat``, …)."""
+    table = _table()
+    if name not in table:
+        raise BadInput(f"--template {name!r}: unknown template (known: {', '.join(sorted(table))})")
+    return _from_entry(name, table[name], system)
+
+
+def tokenizer_format(model_path: str | Path, system: str = "") -> ChatFormat | None:
+    """The tokenizer's own chat template of a model folder, read from its files (no transformers import)."""
+    folder = Path(model_path)
+    cfg_file = folder / "tokenizer_config.json"
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    jinja = cfg.get("chat_template")
+    if isinstance(jinja, list):  # [{"name": "default", "template": ...}, ...]
+        jinja = next((t.get("template") for t in jinja if t.get("name") == "default"), None)
+    if not jinja and (folder / "chat_template.jinja").is_file():
+        jinja = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if not jinja:
+        return None
+
+    def tok(key):
+        v = cfg.get(key)
+        return v.get("content", "") if isinstance(v, dict) else (v or "")
+
+    eos = tok("eos_token")
+    return ChatFormat(
+        name=TOKENIZER, system_fmt="", instruction="", suffix="", sep="", stop_words=(eos,) if eos else (),
+        suffix_as_eos=True, system=system or "", jinja=jinja, bos_token=tok("bos_token"),
+    )
+
+
+@dataclass
+class ResolvedFormat:
+    """The chat format chosen, where it came from, training's template name, and a warning if they differ."""
+
+    format: ChatFormat
+    source: str  # "flag" | "training config" | "tokenizer" | "default"
+    training_format: str | None
+    warning: str | None
+
+
+def resolve_format(
+    explicit: str | None = None,
+    system: str | None = None,
+    train_config: str | Path | None = None,
+    model_path: str | Path | None = None,
+) -> ResolvedFormat:
+    """Choose the chat format: `explicit` (``--template``), else the training config's prompt_template and
+    SYSTEM, else the tokenizer's chat template of `model_path`, else XTuner's ``default`` (with a warning).
+
+    `system` (``--system``) overrides the system prompt whatever the source. The warning says when the
+    template or system prompt in use differs from training's.
+    """
+    train_name, train_system = (None, "")
+    if train_config is not None:
+        train_name, train_system = training_format(train_config)
+    warning = None
+    if explicit:
+        fmt = get_format(explicit, system if system is not None else train_system)
+        source = "flag"
+    elif train_name:
+        fmt = get_format(train_name, system if system is not None else train_system)
+        source = "training config"
+    else:
+        tfmt = tokenizer_format(model_path, system or "") if model_path is not None else None
+        if tfmt is not None:
+            fmt, source = tfmt, "tokenizer"
+        else:
+            fmt, source = get_format("default", system or ""), "default"
+            warning = "no template given, none in a training config or the tokenizer: using XTuner's 'default'"
+    if train_name and fmt.name != train_name:
+        warning = f"template {fmt.name!r} differs from {train_name!r}, the one used in training ({train_config})"
+    elif train_name and (fmt.system or "") != (train_system or ""):
+        warning = f"system prompt differs from the training config's SYSTEM ({train_config})"
+    return ResolvedFormat(fmt, source, train_name, warning)
+
+
+def _config_text(config_path: str | Path) -> str:
+    path = Path(config_path)
+    if path.is_dir():  # a work dir: its config copy
+        cands = sorted(p for p in path.glob("*.py"))
+        if not cands:
+            raise BadInput(f"{path}: no XTuner config (*.py) in this work dir")
+        path = cands[0]
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"{where(path)}: cannot read the training config ({exc.strerror})") from None
+
+
+# `prompt_template = PROMPT_TEMPLATE.x` (a config), `= PROMPT_TEMPLATE["x"]`, or the dumped lazy form of a work
+# dir's copy: `prompt_template = 'xtuner.utils.PROMPT_TEMPLATE.x'`.
+_TEMPLATE_RE = re.compile(
+    r"^prompt_template\s*=\s*['\"]?[\w.]*PROMPT_TEMPLATE\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])", re.M
+)
+
+
+def training_format(config_path: str | Path) -> tuple[str | None, str]:
+    """(template name, SYSTEM) of an XTuner config (a config file or a work dir holding its copy).
+
+    Read from the text, not by executing it: configs import xtuner and the model code, which need not be
+    installed where chat runs. Understands ``prompt_template = PROMPT_TEMPLATE.name`` and
+    ``SYSTEM = "..."`` / ``SYSTEM_TEMPLATE.name``, and the dumped forms of a work dir's config copy
+    (``'xtuner.utils.PROMPT_TEMPLATE.name'``, or the template as a dict literal).
+    """
+    text = _config_text(config_path)
+    name = None
+    m = _TEMPLATE_RE.search(text)
+    if m:
+        name = m.group(1) or m.group(2)
+    tree = None
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        pass
+    assigns = {}
+    if tree is not None:
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                assigns[node.targets[0].id] = node.value
+    if name is None and "prompt_template" in assigns:
+        name = _match_dict_template(assigns["prompt_template"])
+    system = ""
+    node = assigns.get("SYSTEM")
+    if node is not None:
+        system = _system_value(node)
+    return name, system
+
+
+def _match_dict_template(node: ast.AST) -> str | None:
+    """A dumped config holds the template as a dict literal: find the XTuner entry it equals."""
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for name, entry in _table().items():
+        if {k: v for k, v in dict(entry).items()} == value:
+            return name
+    for name, entry in _table().items():  # same prompt text: good enough to name it
+        if entry.get("INSTRUCTION") == value.get("INSTRUCTION") and entry.get("SYSTEM") == value.get("SYSTEM"):
+            return name
+    return None
+
+
+def _system_value(node: ast.AST) -> str:
+    try:
+        value = ast.literal_eval(node)
+        return value if isinstance(value, str) else ""
+    except (ValueError, SyntaxError):
+        pass
+    # SYSTEM = SYSTEM_TEMPLATE.alpaca
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "SYSTEM_TEMPLATE":
+        try:
+            from xtuner.utils.templates import SYSTEM_TEMPLATE
+        except Exception:
+            return ""
+        return str(SYSTEM_TEMPLATE.get(node.attr, ""))
+    return ""
