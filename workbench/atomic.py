@@ -60,6 +60,10 @@ def folder(dest: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
     if dest.exists() and not replace:
         raise FileExistsError(f"{dest} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    # mkdtemp makes the folder private (0700); the result is an ordinary folder, so give it the umask's mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         yield tmp
         if dest.exists():

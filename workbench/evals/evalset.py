@@ -151,3 +151,18 @@ def resolve(spec: str) -> EvalSet:
     if p.suffix == ".jsonl" or p.exists():
         return load(p)
     return builtin(spec)
+
+
+def combine(sets: list[EvalSet]) -> EvalSet:
+    """One eval set holding the items of `sets` in order (ids must stay unique across them)."""
+    if len(sets) == 1:
+        return sets[0]
+    seen: dict[str, EvalSet] = {}
+    items: list[EvalItem] = []
+    for s in sets:
+        for item in s.items:
+            if item.id in seen:
+                raise BadInput(f"{s.path or s.name}: id {item.id!r} is also in {seen[item.id].path or seen[item.id].name}")
+            seen[item.id] = s
+            items.append(item)
+    return EvalSet("+".join(s.name for s in sets), None, tuple(items))

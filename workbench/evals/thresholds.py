@@ -9,7 +9,7 @@ from __future__ import annotations
 
 #: An item passes when its score reaches this. Contained or exact answers score 1.0; fuzzy matches
 #: score their rapidfuzz similarity. 0.85 accepts a one-letter typo in a word of seven or more letters
-#: ("Shakespear" 0.95, "我是Tut的小助手" 0.96) and rejects near misses that are wrong answers:
+#: ("Shakespear" 0.95, "我是Tut的小助手" 0.95) and rejects near misses that are wrong answers:
 #: "1946" for 1945 (0.75), "莫斯" for 莫斯科 (0.80), "16" for 15 (0.50).
 PASS_SCORE = 0.85
 
@@ -56,6 +56,10 @@ GENERAL_TOLERANCE = 0.05
 #: ...and its leak rate (general replies that are the identity sentence) at most this. Even 5% means one
 #: ordinary question in twenty gets "I am X's assistant": a user notices that in the first session.
 MAX_LEAK = 0.05
+
+#: A checkpoint is flagged "looping" when more than this share of its replies loop. One reply in ten
+#: looping is what users notice in a chat session ("sometimes it loops"); the stop-word bug makes it ~1.0.
+MAX_LOOP = 0.1
 
 #: Identity counts as learned at this identity pass rate: the verdict names the first checkpoint that
 #: reaches it, and warns when the recommended checkpoint has not.

@@ -27,6 +27,10 @@ class LogEvent:
                 d[k] = str(v)
         return d
 
+    def summary(self) -> str:
+        """One line for a terminal."""
+        return self.kind
+
 
 @dataclass
 class MetricsEvent(LogEvent):
@@ -52,6 +56,20 @@ class MetricsEvent(LogEvent):
     #: Any other logged scalar (per-part losses, tokens per second...).
     extra: dict[str, float] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        parts = [f"iter {self.iter:>{len(str(self.max_iters))}}/{self.max_iters}"]
+        if self.epoch is not None:
+            parts[0] = f"epoch {self.epoch} {parts[0]}"
+        for label, value, fmt in (("loss", self.loss, ".4f"), ("lr", self.lr, ".3e"), ("grad_norm", self.grad_norm, ".3f"),
+                                  ("time", self.time, ".3f"), ("data_time", self.data_time, ".3f"),
+                                  ("memory", self.memory, ".0f")):
+            if value is not None:
+                parts.append(f"{label} {value:{fmt}}")
+        parts += [f"{k} {v:.4g}" for k, v in self.extra.items()]
+        if self.eta:
+            parts.append(f"eta {self.eta}")
+        return "  ".join(parts)
+
 
 @dataclass
 class SampleEvent(LogEvent):
@@ -72,6 +90,11 @@ class SampleEvent(LogEvent):
     answer: str = ""
     text: str = ""
 
+    def summary(self) -> str:
+        if self.input is None:
+            return f"  {self.text}"
+        return f"  Q: {self.input}\n  A: {self.answer}"
+
 
 @dataclass
 class CheckpointEvent(LogEvent):
@@ -80,11 +103,17 @@ class CheckpointEvent(LogEvent):
     kind: ClassVar[str] = "checkpoint"
     iteration: int = 0
 
+    def summary(self) -> str:
+        return f"checkpoint saved: iter_{self.iteration}.pth"
+
 
 @dataclass
 class WarningEvent(LogEvent):
     kind: ClassVar[str] = "warning"
     message: str = ""
+
+    def summary(self) -> str:
+        return f"warning: {self.message}"
 
 
 @dataclass
@@ -102,6 +131,9 @@ class ErrorEvent(LogEvent):
     detail: str = ""
     iteration: int | None = None
 
+    def summary(self) -> str:
+        return f"ERROR ({self.error}): {self.message}"
+
 
 @dataclass
 class TrainEndEvent(LogEvent):
@@ -109,6 +141,9 @@ class TrainEndEvent(LogEvent):
 
     kind: ClassVar[str] = "train_end"
     iteration: int = 0
+
+    def summary(self) -> str:
+        return f"training reached its end at iter {self.iteration}"
 
 
 @dataclass
@@ -119,6 +154,10 @@ class RunEndEvent(LogEvent):
     status: str = ""
     exit_code: int | None = None
     reason: str | None = None
+
+    def summary(self) -> str:
+        code = "" if self.exit_code is None else f", exit code {self.exit_code}"
+        return f"run {self.status}{code}" + (f": {self.reason}" if self.reason else "")
 
 
 def group_samples(events: list[LogEvent]) -> dict[int, list[SampleEvent]]:

@@ -187,13 +187,20 @@ class LogView(ScrollView, can_focus=True):
         if dropped and not self.following:
             self.scroll_to(y=max(0, self.scroll_y - dropped), animate=False, immediate=True)
         self._update_size()
-        if self.following:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.refresh()
         self.post_message(self.Status(self))
 
     def _update_size(self) -> None:
         self.virtual_size = Size(max(self._max_width, self.size.width), len(self.index.ends))
+        if self.following:
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        if self.following:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+
+    def on_resize(self) -> None:
+        self._update_size()
 
     @property
     def line_count(self) -> int:

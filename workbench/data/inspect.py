@@ -1,0 +1,332 @@
+"""Read an XTuner config without starting training, and report what it will do and the traps in it.
+
+The values are read where the training actually takes them from (the optimizer wrapper's
+``accumulative_counts``, the checkpoint hook's ``interval`` and ``max_keep_ckpts``, the dataset's template),
+not from the top-level variables a config author might have left stale, so ``--cfg-options`` overrides show.
+The config is loaded with mmengine's `Config.fromfile` as XTuner loads it (lazy-import mode); the imported
+classes stay unbuilt placeholders, compared by name, so inspecting does not import xtuner or the model code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.data.checks import Hardware, Warning_, detect_hardware, run_checks
+from workbench.errors import BadInput
+
+
+@dataclass
+class ConfigReport:
+    """What an XTuner config will train, and the warnings for it (``warnings[i].code`` is stable)."""
+
+    path: str
+    model_path: str | None = None
+    model_found: bool | None = None  # None: a hub id, not checked
+    prompt_template: str | dict | None = None  # a PROMPT_TEMPLATE name, or the dict of a custom one
+    system: str = ""
+    evaluation_inputs: list[str] = field(default_factory=list)
+    evaluation_freq: int | None = None
+    generation_kwargs: dict = field(default_factory=dict)
+    has_eval_hook: bool = False
+    max_length: int | None = None
+    batch_size: int | None = None
+    accumulative_counts: int | None = None
+    lr: float | None = None
+    max_epochs: int | None = None
+    max_iters: int | None = None
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    deepspeed: str | None = None  # "ZeRO-2 (config)" / the --deepspeed JSON given / None
+    precision: str = "fp32"  # fp16 | bf16 | fp32 (the lowest of the sources)
+    precision_sources: dict[str, str] = field(default_factory=dict)
+    quantization: str | None = None  # "4-bit nf4", "8-bit", None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_target_modules: list[str] | None = None
+    data_path: str | None = None
+    data_found: bool | None = None
+    data_recipe: dict | None = None  # the `workbench data identity` recipe beside the data file
+    hardware: dict = field(default_factory=dict)
+    warnings: list[Warning_] = field(default_factory=list)
+
+    @property
+    def template_name(self) -> str | None:
+        return self.prompt_template if isinstance(self.prompt_template, str) else None
+
+    def codes(self) -> list[str]:
+        return [w.code for w in self.warnings]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["warnings"] = [w.to_dict() for w in self.warnings]
+        return d
+
+
+# ---- reading lazy values -----------------------------------------------------------------------------
+
+
+def _name(value: Any) -> str | None:
+    """The name of a config value that stands for a class, function or attribute (lazy or built)."""
+    if value is None:
+        return None
+    cls = type(value).__name__
+    if cls == "LazyObject":
+        imported = getattr(value, "_imported", None)
+        module = getattr(value, "_module", "")
+        return imported or (module if isinstance(module, str) else str(module)).split(".")[-1]
+    if cls == "LazyAttr":
+        return value.name
+    if isinstance(value, str):
+        return value.split(".")[-1]
+    return getattr(value, "__name__", None) or str(value).split(".")[-1]
+
+
+def _dtype(value: Any) -> str | None:
+    name = _name(value)
+    return {"float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32", "float": "fp32",
+            "auto": "auto"}.get(name or "", None)
+
+
+def _walk(obj: Any):
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from _walk(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _walk(v)
+
+
+def _find(obj: Any, key: str) -> Any:
+    """The first value of `key` in any dict nested in `obj` (depth-first), or None."""
+    for d in _walk(obj):
+        if key in d:
+            return d[key]
+    return None
+
+
+def _template(value: Any) -> str | dict | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        from workbench.models.templates import _table
+
+        plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+        for name, entry in _table().items():
+            if dict(entry).get("INSTRUCTION") == plain.get("INSTRUCTION") and \
+                    dict(entry).get("SYSTEM") == plain.get("SYSTEM"):
+                return name
+        return plain
+    return _name(value)
+
+
+def _first_data_file(files: Any) -> str | None:
+    if isinstance(files, str):
+        return files
+    if isinstance(files, dict):
+        return _first_data_file(files.get("train") or next(iter(files.values()), None))
+    if isinstance(files, (list, tuple)) and files:
+        return _first_data_file(files[0])
+    return None
+
+
+def parse_cfg_options(items: list[str]) -> dict:
+    """``["a.b=1", "c=[x,y]"]`` -> ``{"a.b": 1, "c": ["x", "y"]}``, parsed as ``xtuner train --cfg-options``."""
+    from mmengine.config import DictAction
+
+    out = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--cfg-options {item!r}: expected KEY=VALUE")
+        out[key] = DictAction._parse_iterable(val)
+    return out
+
+
+def _load(path: Path, cfg_options: dict | None) -> dict:
+    """The config as a plain dict of lazy values; errors are one line with mmengine's first line."""
+    if not path.is_file():
+        raise BadInput(f"{path}: config not found")
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromfile(str(path))
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        return cfg._to_lazy_dict()
+    except Exception as exc:  # any error in the user's config file is bad input, reported in one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BadInput(f"{path}: does not load ({type(exc).__name__}: {first})") from None
+
+
+def _deepspeed(cfg: dict, deepspeed: str | None, hw: Hardware) -> tuple[str | None, dict | None]:
+    """(description, DeepSpeed JSON) from the config's strategy or the --deepspeed argument."""
+    strategy = cfg.get("strategy")
+    if isinstance(strategy, dict) and "DeepSpeed" in (_name(strategy.get("type")) or ""):
+        ds = strategy.get("config") or {}
+        stage = (ds.get("zero_optimization") or {}).get("stage")
+        return f"ZeRO-{stage} (in the config)" if stage is not None else "DeepSpeed (in the config)", ds
+    if not deepspeed:
+        return None, None
+    p = Path(deepspeed)
+    if not p.is_file():
+        import importlib.util
+
+        spec = importlib.util.find_spec("xtuner")
+        builtin = Path(spec.origin).parent / "configs" / "deepspeed" / f"{deepspeed}.json" if spec else None
+        if builtin is None or not builtin.is_file():
+            raise BadInput(f"--deepspeed {deepspeed}: no such file or XTuner built-in config")
+        p = builtin
+    try:
+        ds = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BadInput(f"{p}: not valid JSON ({exc})") from None
+    stage = (ds.get("zero_optimization") or {}).get("stage")
+    return f"ZeRO-{stage} ({deepspeed})", ds
+
+
+def _ds_precision(ds: dict, hw: Hardware) -> str | None:
+    """The precision a DeepSpeed JSON resolves to, resolving "auto" as xtuner train does."""
+    def on(section: str, auto: bool) -> bool:
+        v = (ds.get(section) or {}).get("enabled", False)
+        return auto if v == "auto" else bool(v)
+
+    fp16, bf16 = on("fp16", hw.cuda), on("bf16", hw.bf16)
+    if fp16 and bf16 and (ds["fp16"].get("enabled") == "auto" or ds["bf16"].get("enabled") == "auto"):
+        fp16 = False
+    return "fp16" if fp16 else "bf16" if bf16 else "fp32"
+
+
+def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_options: dict | None = None,
+                   hardware: Hardware | None = None) -> ConfigReport:
+    """Read the XTuner config at `path` and report its settings and the seeds' traps.
+
+    deepspeed: the ``--deepspeed`` argument the run will get (a JSON path or an XTuner built-in name).
+    cfg_options: ``--cfg-options`` already parsed (see `parse_cfg_options`).
+    hardware: the training machine (default: this one, detected).
+    Raises BadInput (one line) if the file is missing or does not load.
+    """
+    path = Path(path)
+    cfg = _load(path, cfg_options)
+    hw = hardware or detect_hardware()
+    r = ConfigReport(path=str(path), hardware=asdict(hw))
+
+    model = cfg.get("model") or {}
+    llm = model.get("llm") if isinstance(model.get("llm"), dict) else {}
+    r.model_path = llm.get("pretrained_model_name_or_path") or cfg.get("pretrained_model_name_or_path")
+    if isinstance(r.model_path, str):
+        local = r.model_path.startswith(("/", "./", "../", "~")) or Path(r.model_path).expanduser().exists()
+        r.model_found = Path(r.model_path).expanduser().exists() if local else None
+
+    loader = cfg.get("train_dataloader") or {}
+    dataset = loader.get("dataset") or {}
+    r.batch_size = loader.get("batch_size")
+    tmf = _find(dataset, "template_map_fn")
+    r.prompt_template = _template(tmf.get("template") if isinstance(tmf, dict) else cfg.get("prompt_template"))
+    r.max_length = _find(dataset, "max_length") or cfg.get("max_length")
+    data_file = _first_data_file(_find(dataset, "data_files"))
+    if data_file:
+        r.data_path = str(data_file)
+        r.data_found = Path(data_file).expanduser().exists()
+        if r.data_found:
+            from workbench.data.identity import find_recipe
+
+            r.data_recipe = find_recipe(data_file)
+
+    optim = cfg.get("optim_wrapper") or {}
+    r.lr = (optim.get("optimizer") or {}).get("lr", cfg.get("lr"))
+    r.accumulative_counts = optim.get("accumulative_counts", 1)
+    strategy = cfg.get("strategy")
+    if isinstance(strategy, dict) and "gradient_accumulation_steps" in strategy:
+        r.accumulative_counts = strategy["gradient_accumulation_steps"]
+    train_cfg = cfg.get("train_cfg") or {}
+    r.max_epochs, r.max_iters = train_cfg.get("max_epochs"), train_cfg.get("max_iters")
+
+    ckpt = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
+    r.save_steps = ckpt.get("interval")
+    r.save_total_limit = ckpt.get("max_keep_ckpts", -1)
+
+    hook = next((h for h in cfg.get("custom_hooks") or [] if _name(h.get("type")) == "EvaluateChatHook"), None)
+    if hook is not None:
+        r.has_eval_hook = True
+        inputs = hook.get("evaluation_inputs") or []
+        r.evaluation_inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        r.evaluation_freq = hook.get("every_n_iters")
+        r.generation_kwargs = dict(hook.get("generation_kwargs") or {})
+        r.system = hook.get("system") or ""
+    r.system = r.system or cfg.get("SYSTEM") or ""
+
+    lora = model.get("lora") if isinstance(model.get("lora"), dict) else None
+    if lora:
+        r.lora_r, r.lora_alpha = lora.get("r"), lora.get("lora_alpha")
+        tm = lora.get("target_modules")
+        r.lora_target_modules = [tm] if isinstance(tm, str) else (list(tm) if tm else None)
+
+    quant = llm.get("quantization_config") if isinstance(llm, dict) else None
+    sources: dict[str, str] = {}
+    if isinstance(quant, dict):
+        if quant.get("load_in_4bit"):
+            r.quantization = f"4-bit {quant.get('bnb_4bit_quant_type', 'fp4')}"
+            if _dtype(quant.get("bnb_4bit_compute_dtype")) in ("fp16", "bf16"):
+                sources["bnb_4bit_compute_dtype"] = _dtype(quant.get("bnb_4bit_compute_dtype"))
+        elif quant.get("load_in_8bit"):
+            r.quantization = "8-bit"
+    dt = _dtype(llm.get("torch_dtype")) if isinstance(llm, dict) else None
+    if dt in ("fp16", "bf16"):
+        sources["torch_dtype"] = dt
+    r.deepspeed, ds = _deepspeed(cfg, deepspeed, hw)
+    if ds is not None:
+        sources["deepspeed"] = _ds_precision(ds, hw)
+    elif _name(optim.get("type")) == "AmpOptimWrapper":
+        sources["AmpOptimWrapper"] = _dtype(optim.get("dtype")) or "fp16"  # mmengine's AMP defaults to fp16
+    r.precision_sources = {k: v for k, v in sources.items() if v and v != "fp32"}
+    vals = set(r.precision_sources.values())
+    r.precision = "fp16" if "fp16" in vals else "bf16" if "bf16" in vals else "fp32"
+
+    r.warnings = run_checks(r, hw)
+    return r
+
+
+_FIELDS = [
+    ("model", "model_path"), ("prompt template", "prompt_template"), ("SYSTEM", "system"),
+    ("evaluation_inputs", "evaluation_inputs"), ("evaluation_freq", "evaluation_freq"),
+    ("max_length", "max_length"), ("batch size", "batch_size"), ("accumulative_counts", "accumulative_counts"),
+    ("lr", "lr"), ("max_epochs", "max_epochs"), ("max_iters", "max_iters"), ("save_steps", "save_steps"),
+    ("save_total_limit", "save_total_limit"), ("deepspeed", "deepspeed"), ("precision", "precision"),
+    ("quantization", "quantization"), ("LoRA r", "lora_r"), ("LoRA alpha", "lora_alpha"), ("data", "data_path"),
+]
+
+
+def format_report(r: ConfigReport) -> str:
+    """The human-readable report (`workbench inspect` without --json)."""
+    rows = []
+    for label, attr in _FIELDS:
+        v = getattr(r, attr)
+        if attr == "model_path" and r.model_found is False:
+            v = f"{v} (not found)"
+        if attr == "precision" and r.precision_sources:
+            v = f"{v} (" + ", ".join(f"{k}: {s}" for k, s in r.precision_sources.items()) + ")"
+        if attr == "data_path" and r.data_recipe:
+            rec = r.data_recipe
+            mix = f", {rec['mix']['ratio']:.0%} general" if rec.get("mix") else ", identity only"
+            v = f"{v} (recipe: {rec['name']}, {rec['stats']['conversations']} conversations{mix}, seed {rec['seed']})"
+        if v is None or v == "" or v == []:
+            v = "-"
+        if isinstance(v, list):
+            v = " | ".join(map(str, v))
+        rows.append((label, re.sub(r"\s+", " ", str(v))))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    if r.warnings:
+        lines.append("")
+        lines += [f"warning [{w.code}]: {w.message}" for w in r.warnings]
+    else:
+        lines += ["", "no warnings"]
+    return "\n".join(lines)

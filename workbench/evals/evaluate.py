@@ -1,0 +1,377 @@
+"""The eval front door that `workbench eval` and the TUI's Eval screen both call.
+
+`Request` says what to score and how; `sweep_report`, `responses_report` and `log_report` turn it into an
+`EvalReport` (rows, verdict, gates, warnings). Resolving a request (the base model, the checkpoints of a
+run, the chat template, the {name}/{org} variables) happens here, once, for every front end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import BadInput
+from workbench.evals import thresholds as T
+from workbench.evals.evalset import EvalSet, combine, resolve
+from workbench.evals.report import EvalReport, compare_templates
+from workbench.evals.results import ADAPTER, BASE, CHECKPOINT, MERGED, Row, Target, order_rows
+from workbench.progress import ProgressFn
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Request:
+    """What to score. Exactly one source: `run`, `checkpoints` (a work dir), `adapters`, `merged`, or
+    only `base`. The base model comes from `base`, else the run's config, else the adapter's config."""
+
+    run: str | None = None
+    checkpoints: str | None = None
+    adapters: Sequence[str] = ()
+    merged: Sequence[str] = ()
+    base: str | None = None
+    config: str | None = None  # the training config (for iter_N.pth outside a work dir)
+    iters: str | None = None  # "10,20,last": only these checkpoints
+    evalsets: Sequence[str] = ("identity", "general")
+    variables: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    system: str | None = None
+    compare_templates: Sequence[str] = ()
+    max_new_tokens: int = T.EVAL_MAX_NEW_TOKENS
+    batch_size: int = T.EVAL_BATCH_SIZE
+    backend: str = "transformers"
+    backend_options: dict = field(default_factory=dict)
+    use_cache: bool = True
+    tolerance: float = T.GENERAL_TOLERANCE
+    max_leak: float = T.MAX_LEAK
+    fail_under: dict[str, float] = field(default_factory=dict)
+    maxes: dict[str, float] = field(default_factory=dict)
+    gate: str = "recommended"
+    save_responses: str | None = None
+    plot: str | None = None
+
+
+# -- variables and eval sets --------------------------------------------------------------------------
+
+def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
+    """``["name=Tutu", "org=Workbench Lab"]`` -> dict; a pair without ``=`` is a `BadInput`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise BadInput(f"--var {pair!r}: expected NAME=VALUE (for example --var name=Tutu)")
+        out[key] = value
+    return out
+
+
+def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | None]:
+    """{name, org} from the recipe (``<data>.recipe.json``) beside the training data a config names, and
+    the recipe's path; ({}, None) when there is none."""
+    if not config or not Path(config).is_file():
+        return {}, None
+    from workbench.runs.config import read_dumped_config
+
+    def strings(v):
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            for x in v.values():
+                yield from strings(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                yield from strings(x)
+
+    for s in strings(read_dumped_config(config)):
+        if not s.endswith((".json", ".jsonl")) or s.endswith(".recipe.json"):
+            continue
+        p = Path(s)
+        recipe = p.with_name(p.stem + ".recipe.json")
+        if recipe.is_file():
+            try:
+                raw = json.loads(recipe.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            found = {k: raw[k] for k in ("name", "org") if isinstance(raw.get(k), str) and raw[k]}
+            if found:
+                return found, str(recipe)
+    return {}, None
+
+
+def load_evalsets(specs: Sequence[str], variables: dict[str, str]) -> tuple[EvalSet, list[dict]]:
+    """The eval sets named by `specs` (built-in names or paths), combined and filled with `variables`."""
+    sets = [resolve(s) for s in specs]
+    combined = combine(sets)
+    return combined.fill(variables), [{"name": s.name, "path": str(s.path), "items": len(s)} for s in sets]
+
+
+# -- targets ------------------------------------------------------------------------------------------
+
+def parse_iters(text: str | None) -> tuple[set[int], bool] | None:
+    """``"10,20,last"`` -> ({10, 20}, True); None selects every checkpoint."""
+    if not text:
+        return None
+    wanted, last = set(), False
+    for part in text.split(","):
+        part = part.strip()
+        if part == "last":
+            last = True
+        elif part.isdigit():
+            wanted.add(int(part))
+        elif part:
+            raise BadInput(f"--iters {text!r}: {part!r} is not an iteration number or 'last'")
+    return wanted, last
+
+
+def list_checkpoints(work_dir: str | Path) -> list:
+    """The checkpoints of a work dir (objects with `iteration` and `path`), oldest first."""
+    from workbench.runs.checkpoints import list_checkpoints as _list
+
+    return sorted(_list(work_dir), key=lambda c: c.iteration)
+
+
+def _select(ckpts: list, iters: str | None, where: str) -> list:
+    if not ckpts:
+        raise BadInput(f"{where}: no checkpoints (iter_*.pth) to score")
+    sel = parse_iters(iters)
+    if sel is None:
+        return ckpts
+    wanted, last = sel
+    chosen = [c for c in ckpts if c.iteration in wanted or (last and c is ckpts[-1])]
+    missing = sorted(wanted - {c.iteration for c in ckpts})
+    if missing:
+        have = ", ".join(str(c.iteration) for c in ckpts)
+        raise BadInput(f"--iters: no checkpoint at iteration {', '.join(map(str, missing))} in {where} (have {have})")
+    return chosen
+
+
+def _base_from_config(config: str | Path | None) -> str | None:
+    if not config:
+        return None
+    from workbench.runs.config import read_dumped_config
+
+    value = read_dumped_config(config).get("pretrained_model_name_or_path")
+    return value if isinstance(value, str) and value else None
+
+
+def _base_from_adapter(path: str | Path) -> str | None:
+    cfg = Path(path) / "adapter_config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path") or None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Resolved:
+    """A request with its sources found: the base, the targets, the training config and the run's vars."""
+
+    base: str | None
+    targets: list[Target]
+    config: str | None
+    work_dir: str | None
+    source: str
+    log_path: str | None = None
+
+
+def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
+    """Find the base model, the training config and the targets of `req` (base first)."""
+    from workbench.runs.config import dumped_config_path
+
+    sources = [bool(req.run), bool(req.checkpoints), bool(req.adapters), bool(req.merged)]
+    if sum(sources) > 1:
+        raise BadInput("give one of --run, --checkpoints, --adapter or --model")
+    config, work_dir, log_path = req.config, None, None
+    targets: list[Target] = []
+    if req.run or req.checkpoints:
+        if req.run:
+            from workbench.runs import registry
+
+            run = registry.get(req.run)
+            work_dir, log_path = run.work_dir, run.log_path
+            where = f"run {run.id} ({work_dir})"
+            config = config or (str(run.config_copy) if Path(run.config_copy).is_file() else None)
+            source = f"run {run.id}"
+        else:
+            work_dir = req.checkpoints
+            if not Path(work_dir).is_dir():
+                raise BadInput(f"--checkpoints {work_dir}: not a folder")
+            where, source = work_dir, f"checkpoints {work_dir}"
+        dumped = dumped_config_path(work_dir)
+        config = config or (str(dumped) if dumped else None)
+        if need_checkpoints:
+            for c in _select(list_checkpoints(work_dir), req.iters, where):
+                targets.append(Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config))
+        base = req.base or _base_from_config(dumped) or _base_from_config(config)
+    elif req.adapters:
+        base = req.base
+        for a in req.adapters:
+            p = Path(a)
+            if not p.exists():
+                raise BadInput(f"--adapter {a}: not found")
+            cfg = config
+            if p.suffix == ".pth" or p.name.startswith("iter_"):
+                dumped = dumped_config_path(p.parent)
+                cfg = cfg or (str(dumped) if dumped else None)
+                base = base or _base_from_config(cfg)
+                kind = CHECKPOINT
+            else:
+                base = base or _base_from_adapter(p)
+                kind = ADAPTER
+            name = p.stem if kind == CHECKPOINT else p.name
+            targets.append(Target(name, kind, str(p), _iter_of(p), cfg))
+        config = config or next((t.config for t in targets if t.config), None)
+        source = "adapter " + ", ".join(req.adapters)
+    elif req.merged:
+        base = req.base
+        for m in req.merged:
+            if not Path(m).is_dir():
+                raise BadInput(f"--model {m}: not a model folder")
+            targets.append(Target(Path(m).name, MERGED, str(m)))
+        source = "model " + ", ".join(req.merged)
+    else:
+        base, source = req.base, "base"
+    if base is None and (req.run or req.checkpoints or req.adapters or not req.merged):
+        raise BadInput("no base model: give --base PATH (it is not in the training config or adapter_config.json)")
+    if base is not None and not Path(base).exists() and "/" in base and Path(base).is_absolute():
+        raise BadInput(f"base model {base}: not found (give --base PATH)")
+    all_targets = ([Target(BASE, BASE)] if base is not None else []) + targets
+    return Resolved(base, all_targets, config, work_dir, source, log_path)
+
+
+def _iter_of(p: Path) -> int | None:
+    from workbench.evals.results import iteration_of
+
+    return iteration_of(p.name)
+
+
+# -- finishing a report ---------------------------------------------------------------------------------
+
+def finish(rows: list[Row], req: Request, meta: dict, warnings: list[str], *, main_template: str | None) -> EvalReport:
+    """Order rows, decide the verdict (on the main template's rows), check the gates, plot."""
+    from workbench.evals import gates as G
+    from workbench.evals.verdict import decide
+
+    rows = order_rows(rows)
+    main = [r for r in rows if main_template is None or r.template == main_template] or rows
+    verdict = decide(main, tolerance=req.tolerance, max_leak=req.maxes.get("leak", req.max_leak)) if rows else None
+    report = EvalReport(rows, verdict, meta, warnings)
+    if len({r.template for r in rows}) > 1:
+        report.comparison = compare_templates(rows, meta.get("training_template"))
+    if req.fail_under or req.maxes:
+        chosen = G.gated_rows(main, req.gate, verdict.recommended if verdict else None)
+        if isinstance(chosen, str):
+            report.gate_message = chosen
+        else:
+            report.gates = G.check(chosen, req.fail_under, req.maxes)
+    if req.plot:
+        from workbench.evals.plot import plot_curve
+
+        report.plot = str(plot_curve(main, verdict, req.plot, title=meta.get("source", "")))
+    return report
+
+
+def _settings(req: Request):
+    from workbench.models.base import GenerationSettings
+
+    if req.max_new_tokens < 1:
+        raise BadInput(f"--max-new-tokens {req.max_new_tokens}: must be at least 1")
+    return GenerationSettings(max_new_tokens=req.max_new_tokens, temperature=0.0)
+
+
+def resolve_vars(req: Request, config: str | None, log: Log) -> dict[str, str]:
+    """--var values, else the name/org of the run's dataset recipe."""
+    if req.variables:
+        return dict(req.variables)
+    found, recipe = vars_from_config(config)
+    if found:
+        log(f"variables from {recipe}: " + ", ".join(f"{k}={v}" for k, v in found.items()))
+    return found
+
+
+def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | None = None) -> EvalReport:
+    """Score the base and every target of `req` with one loaded base (the `workbench eval` sweep)."""
+    from workbench.evals import responses as R
+    from workbench.evals.sweep import Plan, generate, score
+    from workbench.models.templates import get_format, resolve_format
+
+    log = log or (lambda _m: None)
+    res = resolve_targets(req)
+    variables = resolve_vars(req, res.config, log)
+    evalset, sets_meta = load_evalsets(req.evalsets, variables)
+    resolved = resolve_format(req.template, req.system, res.config, res.base or (req.merged[0] if req.merged else None))
+    warnings = [resolved.warning] if resolved.warning else []
+    formats = [resolved.format]
+    if req.compare_templates:
+        system = resolved.format.system if req.system is None else req.system
+        formats = [get_format(name, system) for name in req.compare_templates]
+        if resolved.training_format and resolved.training_format not in req.compare_templates:
+            warnings.append(f"the training template {resolved.training_format!r} is not among --compare-templates")
+        for f in formats:
+            if resolved.training_format and f.name != resolved.training_format:
+                warnings.append(f"template {f.name!r} is not the one used in training ({resolved.training_format!r})")
+    settings = _settings(req)
+    plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, dict(req.backend_options),
+                req.batch_size, req.use_cache)
+    generated = generate(plan, progress, log)
+    rows = score(generated, plan.items)
+    if req.save_responses:
+        R.write(req.save_responses, generated, plan.items)
+        log(f"responses saved to {req.save_responses}")
+    main_template = (resolved.training_format if resolved.training_format in [f.name for f in formats]
+                     else formats[0].name)
+    meta = {
+        "source": res.source, "model": res.base, "config": res.config, "evalsets": sets_meta, "vars": variables,
+        "settings": {"max_new_tokens": settings.max_new_tokens, "greedy": True},
+        "template": main_template, "template_source": resolved.source if not req.compare_templates else "flag",
+        "training_template": resolved.training_format, "backend": req.backend,
+        "generated": sum(g.generated for g in generated), "cached": sum(g.cached for g in generated),
+    }
+    return finish(rows, req, meta, warnings, main_template=main_template)
+
+
+def responses_report(path: str, req: Request, log: Log | None = None) -> EvalReport:
+    """Re-score saved replies (``--responses FILE``) against the eval sets, without any model."""
+    from workbench.evals import responses as R
+
+    log = log or (lambda _m: None)
+    saved = R.read(path)
+    evalset, sets_meta = load_evalsets(req.evalsets, dict(req.variables))
+    rows = R.rescore(saved, list(evalset.items), warn=log)
+    templates = list(dict.fromkeys(r.template for r in rows))
+    main_template = req.template if req.template in templates else templates[0]
+    meta = {"source": f"responses {path}", "model": None, "evalsets": sets_meta, "vars": dict(req.variables),
+            "template": main_template or None}
+    return finish(rows, req, meta, [], main_template=main_template)
+
+
+def log_report(req: Request, log: Log | None = None) -> EvalReport:
+    """Score the EvaluateChatHook samples a run already logged (``--from-log``): no model is loaded."""
+    from workbench.evals.fromlog import collect_samples, log_dirs, score_samples
+    from workbench.models.templates import training_format
+
+    log = log or (lambda _m: None)
+    if not (req.run or req.checkpoints):
+        raise BadInput("--from-log needs --run RUN or --checkpoints WORK_DIR")
+    res = resolve_targets(req, need_checkpoints=False)
+    dirs = log_dirs(res.work_dir, res.log_path)
+    samples = collect_samples(dirs)
+    if not samples:
+        raise BadInput(f"--from-log: no EvaluateChatHook samples in the logs of {res.work_dir}")
+    variables = resolve_vars(req, res.config, log)
+    evalset, sets_meta = load_evalsets(req.evalsets, variables)
+    template = training_format(res.config)[0] if res.config else None
+    rows, unmatched = score_samples(samples, list(evalset.items), template or "")
+    n = max(r.agg.n_identity + r.agg.n_general for r in rows)
+    warnings = [f"scored on the {n} hook prompt(s) found in the eval sets only: a first look, not a full eval"]
+    if unmatched:
+        warnings.append(f"{len(unmatched)} hook prompt(s) are in no eval set and were not scored: "
+                        + ", ".join(repr(u) for u in unmatched[:3]))
+    meta = {"source": f"{res.source} (training log)", "model": res.base, "config": res.config,
+            "evalsets": sets_meta, "vars": variables, "template": template or None, "template_source": "training",
+            "training_template": template, "logs": [str(d) for d in dirs]}
+    return finish(rows, req, meta, warnings, main_template=None)

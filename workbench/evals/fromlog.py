@@ -1,0 +1,97 @@
+"""Score what training already wrote, without a model: EvaluateChatHook's samples (the ``Sample output:``
+blocks of the mmengine log, and ``vis_data/eval_outputs_iter_*.txt``) against the eval items whose
+prompts they match. A first forgetting curve across iterations before anything is converted or loaded.
+
+The log is parsed by the runs core (`workbench.runs.logparse`); the eval-output files are split into
+samples here and each sample is cut into prompt and answer by the same `split_sample`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from workbench.errors import BadInput
+from workbench.evals.evalset import EvalItem
+from workbench.evals.normalize import normalize
+from workbench.evals.results import BASE, CHECKPOINT, Row, Target, fill_vs_base, score_row
+
+_EVAL_FILE = re.compile(r"^eval_outputs_iter_(\d+)\.txt$")
+_EVAL_HEADER = re.compile(r"^Eval output \d+:\s*$", re.M)
+
+
+def log_dirs(work_dir: str | Path, log_path: str | Path | None = None) -> list[Path]:
+    """The timestamp folders to read: the one of `log_path` if given, else every one in the work dir."""
+    if log_path:
+        return [Path(log_path).parent]
+    from workbench.runs.follow import timestamp_dirs
+
+    return [d for _, d in timestamp_dirs(work_dir)]
+
+
+def eval_output_samples(path: str | Path) -> list[tuple[str | None, str]]:
+    """(user input, answer) of each sample in one ``eval_outputs_iter_N.txt``."""
+    from workbench.runs.logparse import split_sample
+
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    out = []
+    for block in _EVAL_HEADER.split(text):
+        if block.strip():
+            user, _prompt, answer = split_sample(block.strip("\n"))
+            out.append((user, answer))
+    return out
+
+
+def collect_samples(dirs: Sequence[Path]) -> dict[int, dict[str, str]]:
+    """iteration -> {user input: answer}. Iteration 0 is before training (the base model).
+
+    The first sample of an (iteration, input) wins: the one generated at the checkpoint iteration, before
+    the extra after-train sample of the same iteration. ``eval_outputs_iter_N.txt`` is written after
+    0-based iteration N, i.e. at training iteration N + 1.
+    """
+    from workbench.runs.events import group_samples
+    from workbench.runs.logparse import parse_file
+
+    out: dict[int, dict[str, str]] = {}
+    for d in dirs:
+        log = d / f"{d.name}.log"
+        if log.is_file():
+            for it, samples in group_samples(parse_file(log)).items():
+                for s in samples:
+                    if s.input is not None:
+                        out.setdefault(it, {}).setdefault(s.input.strip(), s.answer)
+        vis = d / "vis_data"
+        for f in sorted(vis.glob("eval_outputs_iter_*.txt")) if vis.is_dir() else []:
+            m = _EVAL_FILE.match(f.name)
+            if m:
+                for user, answer in eval_output_samples(f):
+                    if user is not None:
+                        out.setdefault(int(m.group(1)) + 1, {}).setdefault(user.strip(), answer)
+    return dict(sorted(out.items()))
+
+
+def score_samples(samples: dict[int, dict[str, str]], items: Sequence[EvalItem], template: str = "") -> tuple[list[Row], list[str]]:
+    """Rows (iteration 0 = base) of the samples whose input matches an item's prompt (normalised), and the
+    inputs that matched no item."""
+    by_prompt: dict[str, list[EvalItem]] = {}
+    for item in items:
+        by_prompt.setdefault(normalize(item.prompt), []).append(item)
+    rows, unmatched = [], set()
+    for it, answers in samples.items():
+        responses = {}
+        for user, answer in answers.items():
+            matched = by_prompt.get(normalize(user))
+            if not matched:
+                unmatched.add(user)
+            for item in matched or ():
+                responses[item.id] = answer
+        if not responses:
+            continue
+        target = Target(BASE, BASE) if it == 0 else Target(f"iter_{it}", CHECKPOINT, iteration=it)
+        rows.append(score_row(target, template, items, responses))
+    if not rows:
+        prompts = ", ".join(repr(u) for u in sorted(unmatched)[:4]) or "none found"
+        raise BadInput(f"--from-log: no EvaluateChatHook prompt matches an eval-set prompt (hook prompts: {prompts})")
+    fill_vs_base(rows)
+    return rows, sorted(unmatched)

@@ -1,0 +1,207 @@
+"""The sweep: every target (base, checkpoints, adapters, merged models) answers every eval prompt, with the
+base loaded once, adapters hot-swapped, prompts batched, and every reply cached.
+
+`generate` returns the raw replies; `sweep` scores them into rows. A target's replies come from the cache
+when (model, adapter content hash, template, generation settings, backend numerics, prompt) was seen before,
+so an interrupted or repeated sweep regenerates nothing it already has, and loads no model at all when
+everything is cached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from workbench.evals import thresholds as T
+from workbench.evals.cache import ResponseCache, cache_key, content_hash, model_fingerprint
+from workbench.evals.evalset import EvalItem
+from workbench.evals.results import ADAPTER, BASE, CHECKPOINT, MERGED, Row, Target, fill_vs_base, score_row
+from workbench.progress import ProgressFn
+
+
+@dataclass
+class Plan:
+    """What a sweep does. `formats` are ChatFormat objects (several = --compare-templates)."""
+
+    base: str | None  # the base model folder (None when only merged models are scored)
+    targets: list[Target]
+    formats: list  # list[ChatFormat]
+    items: list[EvalItem]
+    settings: object  # GenerationSettings
+    backend: str = "transformers"
+    backend_options: dict = field(default_factory=dict)
+    batch_size: int = T.EVAL_BATCH_SIZE
+    use_cache: bool = True
+
+
+@dataclass
+class Reply:
+    """One reply as the sweep keeps it (the cache's row)."""
+
+    response: str
+    stop_reason: str | None = None
+    tokens: int | None = None
+    cached: bool = False
+
+
+@dataclass
+class Generated:
+    """The replies of one (target, template): item id -> Reply, and how they were obtained."""
+
+    target: Target
+    template: str
+    replies: dict[str, Reply]
+    generated: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    switch_seconds: float = 0.0  # time to attach / activate the adapter
+
+    def stats(self) -> dict:
+        return {"generated": self.generated, "cached": self.cached, "seconds": round(self.seconds, 3),
+                "switch_seconds": round(self.switch_seconds, 4)}
+
+
+def _numerics(plan: Plan) -> dict:
+    # Options that change what greedy decoding produces (fp32 vs bf16, 4-bit, the device's kernels).
+    keep = ("device", "dtype", "load_in_4bit", "load_in_8bit")
+    return {"backend": plan.backend, **{k: plan.backend_options.get(k) for k in keep}}
+
+
+def _model_of(plan: Plan, target: Target) -> str:
+    return target.source if target.kind == MERGED else plan.base
+
+
+def _key(plan: Plan, target: Target, fmt, fingerprints: dict) -> tuple[str, dict]:
+    model = _model_of(plan, target)
+    if model not in fingerprints:
+        fingerprints[model] = model_fingerprint(model)
+    adapter = content_hash(target.source) if target.kind in (CHECKPOINT, ADAPTER) else None
+    parts = dict(model=fingerprints[model], adapter=adapter, template=asdict(fmt), settings=plan.settings.key(),
+                 numerics=_numerics(plan))
+    meta = {"model": str(model), "adapter": target.source if adapter else None, "template": fmt.name,
+            "settings": asdict(plan.settings), **_numerics(plan)}
+    return cache_key(**parts), meta
+
+
+class _Models:
+    """Loads each model once, on first need; attaches adapters by name; closes what it loaded."""
+
+    def __init__(self, plan: Plan, log: Callable[[str], None]):
+        self.plan, self.log = plan, log
+        self.loaded: dict[str, object] = {}
+        self.attached: set[str] = set()
+
+    def backend_for(self, target: Target):
+        from workbench.models.base import get_backend
+
+        model = _model_of(self.plan, target)
+        if model not in self.loaded:
+            for other in list(self.loaded):  # one model in memory at a time
+                self.loaded.pop(other).close()
+            t0 = time.perf_counter()
+            self.loaded[model] = get_backend(self.plan.backend, model, **self.plan.backend_options)
+            self.log(f"loaded {model} in {time.perf_counter() - t0:.1f}s")
+        return self.loaded[model]
+
+    def activate(self, target: Target) -> float:
+        backend = self.backend_for(target)
+        t0 = time.perf_counter()
+        if target.kind in (CHECKPOINT, ADAPTER):
+            if target.name not in self.attached:
+                backend.add_adapter(target.name, target.source, config=target.config)
+                self.attached.add(target.name)
+            backend.set_active(target.name)
+        else:
+            backend.set_active(None)
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        for backend in self.loaded.values():
+            backend.close()
+        self.loaded.clear()
+
+
+def generate(
+    plan: Plan,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] | None = None,
+    models: _Models | None = None,
+) -> list[Generated]:
+    """Replies of every (target, format) of `plan` to every item, from the cache or generated in batches.
+
+    The cache file of a (target, format) is rewritten atomically after each batch. `progress` gets
+    (done, total, label) over all targets; `log` gets one-line diagnostics (model loads).
+    """
+    log = log or (lambda _m: None)
+    own_models = models is None
+    models = models or _Models(plan, log)
+    total = len(plan.targets) * len(plan.formats) * len(plan.items)
+    done, out, fingerprints = 0, [], {}
+    try:
+        for target in plan.targets:
+            for fmt in plan.formats:
+                label = target.name if len(plan.formats) == 1 else f"{target.name} [{fmt.name}]"
+                key, meta = _key(plan, target, fmt, fingerprints)
+                cache = ResponseCache(key, enabled=plan.use_cache, meta=meta)
+                gen = Generated(target, fmt.name, {})
+                todo = []
+                for item in plan.items:
+                    row = cache.get(item.prompt)
+                    if row is not None:
+                        gen.replies[item.id] = Reply(row["response"], row.get("stop_reason"), row.get("tokens"), True)
+                        gen.cached += 1
+                    else:
+                        todo.append(item)
+                done += gen.cached
+                if progress:
+                    progress(done, total, label)
+                if todo:
+                    gen.switch_seconds = models.activate(target)
+                    backend = models.backend_for(target)
+                    t0 = time.perf_counter()
+                    for start in range(0, len(todo), plan.batch_size):
+                        batch = todo[start : start + plan.batch_size]
+                        convs = [[{"role": "user", "content": i.prompt}] for i in batch]
+                        replies = backend.generate(convs, fmt, plan.settings)
+                        for item, r in zip(batch, replies, strict=True):
+                            gen.replies[item.id] = Reply(r.text, r.stop_reason, r.tokens)
+                            cache.put(item.prompt, r.text, stop_reason=r.stop_reason, tokens=r.tokens)
+                        cache.flush()
+                        gen.generated += len(batch)
+                        done += len(batch)
+                        if progress:
+                            progress(done, total, label)
+                    gen.seconds = time.perf_counter() - t0
+                out.append(gen)
+    finally:
+        if own_models:
+            models.close()
+    return out
+
+
+def score(generated: Sequence[Generated], items: Sequence[EvalItem]) -> list[Row]:
+    """Rows of scored replies (with `general_vs_base` filled from the base row of each template)."""
+    rows = [
+        score_row(g.target, g.template, items, {k: r.response for k, r in g.replies.items()}, stats=g.stats())
+        for g in generated
+    ]
+    fill_vs_base(rows)
+    return rows
+
+
+def sweep(plan: Plan, progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
+    """Generate (or fetch from the cache) and score: one `Row` per (target, format), in plan order."""
+    return score(generate(plan, progress, log), plan.items)
+
+
+def checkpoint_targets(work_dir: str | Path, checkpoints: Sequence, config: str | None = None) -> list[Target]:
+    """Targets for a run's checkpoints (objects with `iteration` and `path`, as the runs core lists them)."""
+    return [
+        Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config) for c in checkpoints
+    ]
+
+
+def base_target() -> Target:
+    return Target(BASE, BASE)

@@ -1,0 +1,365 @@
+"""The in-process backend: transformers + peft, on the CPU or a GPU.
+
+The base is loaded once; adapters are injected into it by name (peft), and switching is `set_adapter`
+(or `disable_adapter` for the base): milliseconds, no reload. Generation is batched with left padding
+for evaluation, or streamed from a worker thread with cancellation for chat (see `hf_stream.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import nullcontext
+from pathlib import Path
+
+from workbench.errors import BadInput
+from workbench.models import adapters as _adapters
+from workbench.models.base import (
+    CANCELLED,
+    EOS,
+    LENGTH,
+    LOOP,
+    STOP_WORD,
+    AdapterInfo,
+    Backend,
+    GenerationSettings,
+    ProgressFn,
+    Reply,
+)
+from workbench.models.generation import LoopDetector, cut_at_stop_word
+from workbench.models.templates import ChatFormat
+
+
+def needs_remote_code(model_path: str | Path) -> bool:
+    """Whether a model folder ships its own modeling/tokenizer code (``auto_map`` in its config files)."""
+    folder = Path(model_path)
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            if "auto_map" in json.loads((folder / name).read_text(encoding="utf-8")):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, object]:
+    """`auto` device: CUDA when available, else CPU. `auto` dtype: bf16 on a GPU that has it (fp16 on
+    older ones), fp32 on the CPU (CPU half precision is slow and loses accuracy on small models)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("--device cuda: CUDA is not available on this machine")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return device, torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise BadInput(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
+    return device, table[dtype]
+
+
+class TransformersBackend(Backend):
+    """One base model in this process, adapters attached by name.
+
+    Options: `device` ("auto", "cpu", "cuda[:N]"), `dtype` ("auto", "float32", "bfloat16", "float16"),
+    `load_in_4bit` (bitsandbytes, CUDA only), `trust_remote_code` (run code shipped in the model folder;
+    refused unless asked for), `batch_size` (rows per `generate` batch).
+    """
+
+    name = "transformers"
+
+    def __init__(self, base: str | Path, *, device: str = "auto", dtype: str = "auto", load_in_4bit: bool = False,
+                 trust_remote_code: bool = False, batch_size: int = 16, label: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(base).expanduser()
+        if not (folder / "config.json").is_file():
+            raise BadInput(f"{folder}: not a model folder (no config.json)")
+        if needs_remote_code(folder) and not trust_remote_code:
+            raise BadInput(
+                f"{folder} ships its own model code (auto_map in its config): run it only if you trust it, "
+                "with --trust-remote-code (or trust_remote_code = true in settings.toml)"
+            )
+        self.base_path = folder
+        self.label = label or folder.name
+        self.base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.device, self.dtype = pick_device_dtype(device, dtype)
+        self.batch_size = batch_size
+        kwargs: dict = {"torch_dtype": self.dtype, "trust_remote_code": trust_remote_code}
+        if load_in_4bit:
+            if not self.device.startswith("cuda"):
+                raise BadInput("--load-in-4bit needs a CUDA GPU (bitsandbytes 4-bit has no CPU kernels here)")
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=self.dtype,
+            )
+            kwargs["device_map"] = {"": self.device}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+        if not load_in_4bit:
+            model = model.to(self.device)
+        model.eval()
+        self.model = model  # the plain base; becomes peft-wrapped when the first adapter is added
+        self._peft = None
+        self._shapes = _adapters.module_shapes(model)
+        self._linear_names = _adapters.linear_names(model)
+        self._infos: dict[str, AdapterInfo] = {}
+        self._active: str | None = None
+        self._lock = threading.RLock()  # one generation (or switch) at a time on this model
+        self._torch = torch
+
+    # adapters ------------------------------------------------------------------------------------
+    def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
+        if not name or name == "base" or not all(c.isalnum() or c in "-_." for c in name):
+            raise BadInput(f"adapter name {name!r}: use letters, digits, - _ . (and not 'base')")
+        if name in self._infos:
+            raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
+        src = _adapters.read_adapter(name, source, config)
+        if not src.config.target_modules:
+            src.config.target_modules = list(self._linear_names)
+        _adapters.check_fit(src, f"{self.label} ({self.base_path})", self.base_config, self._shapes)
+        with self._lock:
+            self._inject(name, src)
+            self._infos[name] = src.info
+        return src.info
+
+    def _inject(self, name: str, src: _adapters.AdapterSource) -> None:
+        from peft import get_peft_model, set_peft_model_state_dict
+
+        try:
+            if self._peft is None:
+                self._peft = get_peft_model(self.model, src.config, adapter_name=name)
+            else:
+                self._peft.add_adapter(name, src.config)
+            result = set_peft_model_state_dict(self._peft, src.state_dict, adapter_name=name)
+        except (ValueError, RuntimeError, KeyError) as exc:  # what check_fit could not foresee
+            self._drop(name)
+            raise BadInput(f"adapter {name!r} ({src.info.source}) does not fit base {self.base_path}: "
+                           f"{str(exc).splitlines()[0]}") from None
+        missing = [k for k in getattr(result, "missing_keys", []) if f".{name}." in k and "lora_" in k]
+        if missing:
+            self._drop(name)
+            raise BadInput(f"adapter {name!r} ({src.info.source}) does not fit base {self.base_path}: "
+                           f"no weights for {len(missing)} LoRA layers (e.g. {missing[0]})")
+        self._peft.to(self.device)
+        self._peft.eval()
+        if self._active is not None:
+            self._peft.set_adapter(self._active)
+
+    def _drop(self, name: str) -> None:
+        if self._peft is None:
+            return
+        if name in self._peft.peft_config:
+            if len(self._peft.peft_config) == 1:
+                self.model = self._peft.unload()  # the last adapter: give back the plain base
+                self._peft = None
+            else:
+                self._peft.delete_adapter(name)
+
+    def remove_adapter(self, name: str) -> None:
+        if name not in self._infos:
+            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        with self._lock:
+            if self._active == name:
+                self._active = None
+            self._drop(name)
+            del self._infos[name]
+            if self._peft is not None and self._active is not None:
+                self._peft.set_adapter(self._active)
+
+    def set_active(self, name: str | None) -> None:
+        if name is not None and name not in self._infos:
+            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        with self._lock:
+            if name is not None:
+                self._peft.set_adapter(name)
+            self._active = name
+
+    @property
+    def active(self) -> str | None:
+        return self._active
+
+    def adapters(self) -> list[str]:
+        return list(self._infos)
+
+    def adapter_info(self, name: str) -> AdapterInfo:
+        return self._infos[name]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base": str(self.base_path), "device": self.device,
+                "dtype": str(self.dtype).replace("torch.", "")}
+
+    def close(self) -> None:
+        with self._lock:
+            self._peft = None
+            self.model = None
+            if self.device.startswith("cuda"):
+                self._torch.cuda.empty_cache()
+
+    # generation ----------------------------------------------------------------------------------
+    def _net(self):
+        """The module to call, and the context that makes the active choice real (base = adapters off)."""
+        if self._peft is None:
+            return self.model, nullcontext()
+        if self._active is None:
+            return self._peft, self._peft.disable_adapter()
+        return self._peft, nullcontext()
+
+    def encode(self, messages: list[dict], template: ChatFormat) -> list[int]:
+        """Token ids of the prompt, with bos prepended the way XTuner's `encode_fn` does in training."""
+        text = template.render(messages)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        bos, bos_text = self.tokenizer.bos_token_id, self.tokenizer.bos_token
+        if bos is not None and not (bos_text and text.startswith(bos_text)):
+            ids = [bos, *ids]
+        return ids
+
+    def stop_ids(self, template: ChatFormat) -> tuple[list[int], list[str]]:
+        """(eos token ids, stop words that are not single tokens): eos and stop words come from the template,
+        plus the tokenizer's eos (XTuner appends it after each answer when SUFFIX_AS_EOS is off)."""
+        ids, texts = [], []
+        vocab = self.tokenizer.get_vocab()
+        for w in template.stop_words:
+            if w in vocab:
+                ids.append(vocab[w])
+            else:
+                texts.append(w)
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return sorted(set(ids)), texts
+
+    def generation_kwargs(self, settings: GenerationSettings, eos_ids: list[int]) -> dict:
+        from transformers import GenerationConfig
+
+        cfg = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=eos_ids,
+                   pad_token_id=self.tokenizer.pad_token_id, repetition_penalty=settings.repetition_penalty)
+        if settings.greedy:
+            cfg.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            cfg.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
+                       top_k=settings.top_k or None)
+        return {"generation_config": GenerationConfig(**cfg)}
+
+    def generate(self, conversations: list[list[dict]], template: ChatFormat, settings: GenerationSettings,
+                 progress: ProgressFn | None = None) -> list[Reply]:
+        eos_ids, stop_texts = self.stop_ids(template)
+        prompts = [self.encode(m, template) for m in conversations]
+        total = len(prompts)
+        # longest first: rows of similar length pad less
+        order = sorted(range(total), key=lambda i: -len(prompts[i]))
+        out: dict[int, Reply] = {}
+        with self._lock:
+            self._seed(settings)
+            for start in range(0, total, self.batch_size):
+                rows = order[start:start + self.batch_size]
+                batch = self._generate_batch([prompts[i] for i in rows], settings, eos_ids, stop_texts)
+                out.update(zip(rows, batch, strict=True))
+                if progress:
+                    progress(min(start + self.batch_size, total), total, "generate")
+        return [out[i] for i in range(total)]
+
+    def _seed(self, settings: GenerationSettings) -> None:
+        if settings.seed is not None:
+            self._torch.manual_seed(settings.seed)
+            if self.device.startswith("cuda"):
+                self._torch.cuda.manual_seed_all(settings.seed)
+
+    def _generate_batch(self, prompts: list[list[int]], settings: GenerationSettings, eos_ids: list[int],
+                        stop_texts: list[str], cancel: threading.Event | None = None, streamer=None,
+                        counter=None) -> list[Reply]:
+        torch = self._torch
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        crit = StopCriteria(self.tokenizer, width, eos_ids, stop_texts, cancel, counter)
+        net, ctx = self._net()
+        from transformers import StoppingCriteriaList
+
+        with ctx, torch.inference_mode():
+            out = net.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([crit]),
+                               **self.generation_kwargs(settings, eos_ids))
+        return [self._reply(out[r, width:].tolist(), eos_ids, stop_texts, settings, crit, r)
+                for r in range(len(prompts))]
+
+    def _reply(self, ids: list[int], eos_ids: list[int], stop_texts: list[str], settings: GenerationSettings,
+               crit: StopCriteria, row: int) -> Reply:
+        cut = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+        reason = LENGTH
+        if cut is not None:
+            reason = EOS if ids[cut] == self.tokenizer.eos_token_id else STOP_WORD
+            tokens, ids = cut + 1, ids[:cut]
+        else:
+            tokens = len(ids)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text, found = cut_at_stop_word(text, stop_texts)
+        if found:
+            reason = STOP_WORD
+        looped = row in crit.looped
+        if looped:
+            reason = LOOP
+        elif crit.cancelled and cut is None and not found:
+            reason = CANCELLED
+        return Reply(text=text, tokens=tokens, stop_reason=reason, looped=looped)
+
+    def stream(self, messages: list[dict], template: ChatFormat, settings: GenerationSettings,
+               cancel: threading.Event | None = None):
+        from workbench.models.hf_stream import TokenStream
+
+        return TokenStream(self, messages, template, settings, cancel)
+
+
+class StopCriteria:
+    """Per-row stop test after every token: cancel, a multi-token stop word, or a repetition loop.
+
+    (Single-token stop words and eos are handled by `generate` itself through ``eos_token_id``.)
+    `counter`, when given, is called once per step: the stream counts tokens with it.
+    """
+
+    def __init__(self, tokenizer, prompt_len: int, eos_ids: list[int], stop_texts: list[str],
+                 cancel: threading.Event | None, counter=None, detector: LoopDetector | None = None):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.eos_ids = set(eos_ids)
+        self.stop_texts = stop_texts
+        self.cancel = cancel
+        self.counter = counter
+        self.detector = detector or LoopDetector()
+        self.looped: set[int] = set()
+        self.cancelled = False
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        if self.counter is not None:
+            self.counter()
+        rows = input_ids.shape[0]
+        if self.cancel is not None and self.cancel.is_set():
+            self.cancelled = True
+            return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+        done = [False] * rows
+        gen = input_ids[:, self.prompt_len:].tolist()
+        for r, ids in enumerate(gen):
+            if any(t in self.eos_ids for t in ids):
+                done[r] = True  # already finished; generate pads it from here on
+                continue
+            if self.stop_texts:
+                tail = self.tokenizer.decode(ids[-16:], skip_special_tokens=False)
+                if any(w in tail for w in self.stop_texts):
+                    done[r] = True
+                    continue
+            if self.detector(ids):
+                self.looped.add(r)
+                done[r] = True
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,111 @@
+"""A backend that talks to an OpenAI-compatible server: the adapter is chosen per request by model name.
+
+Switching is free (it only changes the name sent with the next request). `LmdeployBackend` builds on this
+and also owns the server process.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from workbench.errors import BadInput
+from workbench.models.base import AdapterInfo, Backend, GenerationSettings, ProgressFn, Reply
+from workbench.models.openai_client import ChatStream, OpenAIClient
+from workbench.models.templates import ChatFormat
+
+
+def with_system(messages: list[dict], template: ChatFormat) -> list[dict]:
+    """The messages to send: the template's system prompt as a leading system message (the server renders
+    the template itself; its system prompt is only what we send)."""
+    if template.system and not any(m.get("role") == "system" for m in messages):
+        return [{"role": "system", "content": template.system}, *messages]
+    return list(messages)
+
+
+class RemoteBackend(Backend):
+    """A running OpenAI-compatible server whose served names are the base and its adapters."""
+
+    name = "openai"
+
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0, concurrency: int = 16):
+        self.client = OpenAIClient(url, api_key, timeout=timeout)
+        self.concurrency = concurrency
+        self.base_model: str | None = None  # the served name of the base (first of /v1/models)
+        self._infos: dict[str, AdapterInfo] = {}
+        self._active: str | None = None
+
+    def connect(self) -> list[str]:
+        """Ask the server what it serves; the first name is the base."""
+        served = self.client.models()
+        if not served:
+            raise BadInput(f"server {self.client.base_url} serves no model")
+        self.base_model = served[0]
+        return served
+
+    def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
+        served = self.connect()
+        if name not in served:
+            raise BadInput(f"server {self.client.base_url} does not serve an adapter named {name!r} "
+                           f"(it serves {', '.join(served)})")
+        info = AdapterInfo(name=name, source=str(source), kind="served")
+        self._infos[name] = info
+        return info
+
+    def remove_adapter(self, name: str) -> None:
+        if name not in self._infos:
+            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        del self._infos[name]
+        if self._active == name:
+            self._active = None
+
+    def set_active(self, name: str | None) -> None:
+        if name is not None and name not in self._infos:
+            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        self._active = name
+
+    @property
+    def active(self) -> str | None:
+        return self._active
+
+    def adapters(self) -> list[str]:
+        return list(self._infos)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "server": self.client.base_url}
+
+    def _model(self, template: ChatFormat) -> str:
+        self.ensure_ready(template)
+        if self.base_model is None:
+            self.connect()
+        return self._active or self.base_model
+
+    def ensure_ready(self, template: ChatFormat) -> None:
+        """Hook for subclasses that start a server (lmdeploy): make sure it runs with `template`."""
+
+    def stream(self, messages: list[dict], template: ChatFormat, settings: GenerationSettings,
+               cancel: threading.Event | None = None) -> ChatStream:
+        model = self._model(template)
+        return self.client.chat_stream(model, with_system(messages, template), settings,
+                                       stop=list(template.stop_words), cancel=cancel)
+
+    def generate(self, conversations: list[list[dict]], template: ChatFormat, settings: GenerationSettings,
+                 progress: ProgressFn | None = None) -> list[Reply]:
+        model = self._model(template)
+        replies: list[Reply | None] = [None] * len(conversations)
+
+        def one(i: int) -> tuple[int, Reply]:
+            s = self.client.chat_stream(model, with_system(conversations[i], template), settings,
+                                        stop=list(template.stop_words))
+            return i, s.wait()
+
+        # the server batches concurrent requests itself: keep enough of them in flight
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            futures = [pool.submit(one, i) for i in range(len(conversations))]
+            for done, fut in enumerate(as_completed(futures), 1):
+                i, reply = fut.result()
+                replies[i] = reply
+                if progress:
+                    progress(done, len(conversations), "generate")
+        return replies  # type: ignore[return-value]

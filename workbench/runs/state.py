@@ -1,0 +1,151 @@
+"""Derive a run's status from the process and the files, never from memory.
+
+The rules (docs/runs.md repeats them):
+1. the supervisor (pid + start time + boot id from ``pid.json``) or any process of its session is alive
+   -> running;
+2. else ``stop.json`` exists (written by `workbench stop` before its first signal) -> stopped;
+3. else ``exit.json`` (written by the supervisor when the tool exits) -> finished if the code is 0,
+   failed otherwise, with the reason taken from the end of ``stdout.log`` (the last exception line);
+4. else -> lost (a reboot, or the supervisor itself was SIGKILLed).
+Because nothing here depends on a workbench process having stayed alive, the answer is right after a
+reboot, an SSH drop or a crash of workbench itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.runs import procs
+from workbench.runs.events import ErrorEvent
+from workbench.runs.logparse import LogParser
+from workbench.runs.model import Run, RunStatus
+
+STARTING_GRACE_S = 60.0  # a run with no pid.json yet is "starting", not lost, for this long
+TAIL_BYTES = 256 << 10
+
+
+@dataclass
+class RunState:
+    status: RunStatus
+    exit_code: int | None = None
+    ended_at: float | None = None
+    reason: str | None = None
+    pid: int | None = None
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _tail_lines(path: Path, nbytes: int = TAIL_BYTES) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - nbytes))
+            data = f.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[1:] if size > nbytes else lines  # the first line may be cut
+
+
+def last_error(path: Path, *, mmengine_records: bool = False) -> ErrorEvent | None:
+    """The most telling error at the end of a log: the last exception that is not torchrun's summary."""
+    parser = LogParser(str(path), mmengine_records=mmengine_records)
+    errors: list[ErrorEvent] = []
+    for line in _tail_lines(path):
+        errors += [e for e in parser.feed(line) if isinstance(e, ErrorEvent)]
+    errors += [e for e in parser.finish() if isinstance(e, ErrorEvent)]
+    if not errors:
+        return None
+    real = [e for e in errors if "ChildFailedError" not in e.message]
+    oom = [e for e in real if e.error == "oom"]
+    return (oom or real or errors)[-1]
+
+
+def failure_reason(run: Run, code: int | None) -> str:
+    """One line saying why a run failed: its last exception, else how the process ended."""
+    err = last_error(run.stdout_path)
+    if err is None and run.log_path:
+        err = last_error(Path(run.log_path), mmengine_records=True)
+    if err is not None:
+        return err.message
+    if code is not None and code < 0:
+        name = procs.signal_name(-code)
+        return f"killed by {name}" + (" (the kernel's out-of-memory killer sends this)" if name == "SIGKILL" else "")
+    return f"exit code {code}" if code is not None else "ended without an exit code"
+
+
+def derive_state(run: Run) -> RunState:
+    """The run's status now (see the module docstring for the rules)."""
+    if run.imported:
+        return _derive_imported(run)
+    rd = Path(run.run_dir)
+    pid_info = read_json(rd / "pid.json") or {}
+    exit_info = read_json(rd / "exit.json")
+    stop_info = read_json(rd / "stop.json")
+    pid = pid_info.get("pid") or run.pid
+    sid = pid_info.get("sid") or run.pgid
+    ticks = pid_info.get("start_ticks", run.meta.get("start_ticks"))
+    boot = pid_info.get("boot_id", run.meta.get("boot_id"))
+    host = pid_info.get("host") or run.host
+
+    if exit_info is None and host and host != socket.gethostname():
+        return RunState(RunStatus.RUNNING, reason=f"runs on {host}: its process cannot be checked from here",
+                        pid=pid)
+    alive = procs.is_alive(pid, ticks, boot)
+    if not alive and sid and exit_info is None and (not boot or boot == procs.boot_id()):
+        alive = bool(procs.session_members(sid, since_ticks=ticks))
+    if alive and exit_info is None:
+        return RunState(RunStatus.RUNNING, pid=pid)
+    if not pid_info and exit_info is None and time.time() - run.started_at < STARTING_GRACE_S:
+        return RunState(RunStatus.RUNNING, reason="starting", pid=pid)
+
+    code = exit_info.get("code") if exit_info else None
+    ended = (exit_info or {}).get("ended_at") or (stop_info or {}).get("ended_at") or _mtime(run.stdout_path)
+    if stop_info is not None:
+        how = stop_info.get("signal")
+        return RunState(RunStatus.STOPPED, code, ended, "stopped by `workbench stop`" + (f" ({how})" if how else ""))
+    if exit_info is not None:
+        if code == 0:
+            return RunState(RunStatus.FINISHED, 0, ended)
+        return RunState(RunStatus.FAILED, code, ended, failure_reason(run, code))
+    return RunState(RunStatus.LOST, None, ended,
+                    "no process and no recorded exit: the machine rebooted or the supervisor was killed")
+
+
+def _derive_imported(run: Run) -> RunState:
+    proc = procs.find_training_process(Path(run.work_dir)) if run.meta.get("newest", True) else None
+    if proc is not None:
+        return RunState(RunStatus.RUNNING, pid=proc.pid)
+    log = Path(run.log_path) if run.log_path else None
+    ended = _mtime(log) if log else None
+    if log is not None:
+        parser = LogParser(str(log))
+        last_iter = total = 0
+        for line in _tail_lines(log, 1 << 20):
+            for ev in parser.feed(line):
+                if ev.kind == "metrics" and ev.mode == "train":  # type: ignore[attr-defined]
+                    last_iter, total = ev.iter, ev.max_iters  # type: ignore[attr-defined]
+        if parser.train_ended:
+            return RunState(RunStatus.FINISHED, None, ended)
+        if total:
+            return RunState(RunStatus.LOST, None, ended,
+                            f"ended at iter {last_iter}/{total}; started outside workbench, so no exit code was kept")
+    return RunState(RunStatus.LOST, None, ended, "started outside workbench and not running: its end is unknown")
+
+
+def _mtime(path: Path | None) -> float | None:
+    try:
+        return path.stat().st_mtime if path else None
+    except OSError:
+        return None

@@ -1,0 +1,69 @@
+"""The detached supervisor of one run: ``python -m workbench.runs.supervise RUN_DIR -- CMD...``.
+
+The launcher starts this in a new session (so an SSH hang-up, closing the TUI or killing the launcher
+does not reach it), with stdin from /dev/null and stdout/stderr already pointing at RUN_DIR/stdout.log.
+It writes ``pid.json``, runs CMD (the training tool) in the same session, waits, and writes ``exit.json``
+(the tool's real exit code, negative for a signal, and the end time) atomically. That file is how the
+status of a run is known later without any workbench process having stayed alive.
+
+SIGINT and SIGTERM sent to the session by `workbench stop` reach the tool directly; the supervisor only
+notes them and keeps waiting, so it can still record how the tool ended.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workbench import atomic
+from workbench.runs import procs
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m workbench.runs.supervise RUN_DIR -- CMD...", file=sys.stderr)
+        return 2
+    run_dir, cmd = Path(argv[0]), argv[2:]
+    pid = os.getpid()
+    atomic.write_json(run_dir / "pid.json", {
+        "pid": pid, "sid": os.getsid(0), "pgid": os.getpgid(0), "start_ticks": procs.start_ticks(pid),
+        "boot_id": procs.boot_id(), "host": socket.gethostname(), "started_at": time.time(), "command": cmd,
+    })
+    received: list[str] = []
+
+    def note(signum: int, _frame: object) -> None:
+        # A Python handler, not SIG_IGN: handlers are reset in the child at exec, SIG_IGN would be inherited.
+        received.append(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, note)
+    try:
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(f"workbench: could not start {cmd[0]}: {exc}", file=sys.stderr, flush=True)
+        _write_exit(run_dir, 127, received)
+        return 127
+    code = child.wait()
+    _write_exit(run_dir, code, received)
+    return code if code >= 0 else 128 - code
+
+
+def _write_exit(run_dir: Path, code: int, received: list[str]) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    info = {"code": code, "ended_at": time.time(), "signals_received": received,
+            "max_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
+    if code < 0:
+        info["signal"] = procs.signal_name(-code)
+    atomic.write_json(run_dir / "exit.json", info)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,399 @@
+"""The Runs screen: every run with status, progress and eta; the selected run's metrics, log, samples and
+checkpoints; start (after the config inspection's warnings), stop, resume; checkpoint actions.
+
+All file and process work is the runs core's (`workbench.runs`), called from thread workers; the screen
+only turns their results (messages) into widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from workbench.tui.app import WorkerErrors, notify_errors
+from workbench.tui.modals import ConfirmModal, PromptModal
+from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, SamplesPanel
+from workbench.tui.widgets.logview import LogPanel
+
+STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
+                "lost": "red"}
+
+
+class RunsListed(Message):
+    def __init__(self, runs: list) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class RunEvents(Message):
+    """A batch of parsed events of run `run_id` (from its `RunFollower`)."""
+
+    def __init__(self, run_id: str, events: list, log_path: str | None) -> None:
+        super().__init__()
+        self.run_id, self.events, self.log_path = run_id, events, log_path
+
+
+class CheckpointsListed(Message):
+    def __init__(self, run_id: str, checkpoints: list) -> None:
+        super().__init__()
+        self.run_id, self.checkpoints = run_id, checkpoints
+
+
+class Done(Message):
+    """A long action finished: tell the user, refresh what it changed."""
+
+    def __init__(self, text: str, refresh_checkpoints: bool = False) -> None:
+        super().__init__()
+        self.text, self.refresh_checkpoints = text, refresh_checkpoints
+
+
+class Inspected(Message):
+    """The config inspection's summary (fields and warnings), shown before a run starts."""
+
+    def __init__(self, config: str, summary: str) -> None:
+        super().__init__()
+        self.config, self.summary = config, summary
+
+
+def progress_text(done: int | None, total: int | None, width: int = 8) -> str:
+    if not total:
+        return "-"
+    done = min(done or 0, total)
+    filled = round(width * done / total)
+    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
+
+
+class RunsScreen(WorkerErrors, Screen):
+    BINDINGS = [
+        Binding("n", "new_run", "New run", id="runs.new"),
+        Binding("s", "stop_run", "Stop", id="runs.stop"),
+        Binding("r", "resume_run", "Resume", id="runs.resume"),
+        Binding("m", "show_tab('tab-metrics')", "Metrics", show=False, id="runs.tab_metrics"),
+        Binding("l", "show_tab('tab-log')", "Log", show=False, id="runs.tab_log"),
+        Binding("a", "show_tab('tab-samples')", "Samples", show=False, id="runs.tab_samples"),
+        Binding("k", "show_tab('tab-checkpoints')", "Checkpoints", show=False, id="runs.tab_checkpoints"),
+        Binding("o", "toggle_log_source", "Log file", show=False, id="runs.log_source"),
+        Binding("c", "convert", "Convert", show=False, id="runs.ckpt_convert"),
+        Binding("M", "merge", "Merge", show=False, id="runs.ckpt_merge"),
+        Binding("t", "chat_checkpoint", "Chat", show=False, id="runs.ckpt_chat"),
+        Binding("v", "eval_checkpoint", "Evaluate", show=False, id="runs.ckpt_eval"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list = []
+        self.selected: str | None = None
+        self.follow_log: str | None = None  # the file the log view shows
+        self.log_source = "console"  # or "mmengine"
+        self._mmengine_log: str | None = None
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("run", "name", "status", "progress", "loss", "eta")
+        yield table
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Metrics", id="tab-metrics"):
+                yield MetricsPanel(id="metrics")
+            with TabPane("Log", id="tab-log"):
+                yield LogPanel(max_lines=self.app.settings.log_max_lines, id="log")
+            with TabPane("Samples", id="tab-samples"):
+                yield SamplesPanel(id="samples")
+            with TabPane("Checkpoints", id="tab-checkpoints"):
+                yield CheckpointsPanel(id="checkpoints")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_runs()
+        self.set_interval(max(0.2, self.app.settings.poll_interval), self.refresh_runs)
+        self.query_one("#runs-table").focus()
+
+    def palette_commands(self) -> list:
+        return [
+            ("runs: Start a run from a config…", self.action_new_run, "Inspect a config, then start it detached"),
+            ("runs: Stop the selected run", self.action_stop_run, "SIGINT, then SIGTERM, then SIGKILL"),
+            ("runs: Resume the selected run", self.action_resume_run, "From its last checkpoint"),
+            ("runs: Convert the selected checkpoint", self.action_convert, "iter_N.pth to a PEFT adapter folder"),
+            ("runs: Merge the selected checkpoint", self.action_merge, "Adapter merged into its base model"),
+            ("runs: Chat with the selected checkpoint", self.action_chat_checkpoint, "Open Chat on it"),
+            ("runs: Evaluate the selected run", self.action_eval_checkpoint, "Open Eval on this run"),
+        ]
+
+    # -- the runs list ------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="Listing runs")
+    def refresh_runs(self) -> None:
+        from workbench.runs import registry
+
+        self.post_message(RunsListed(registry.list_runs()))
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        self.runs = message.runs
+        table = self.query_one("#runs-table", DataTable)
+        by_id = {r.id: r for r in self.runs}
+        metrics = self.query_one(MetricsPanel).last
+        wanted = self.selected or self.app.select_run
+        rows = list(reversed(self.runs))  # newest first
+        existing = [str(k.value) for k in table.rows]
+        if existing != [r.id for r in rows]:
+            table.clear()
+            for run in rows:
+                table.add_row(*self._cells(run, metrics), key=run.id)
+        else:
+            for run in rows:
+                for col, cell in zip(table.columns, self._cells(run, metrics)):
+                    table.update_cell(run.id, col, cell)
+        if wanted and wanted not in by_id and self.app.select_run == wanted:
+            wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
+        if rows and (wanted is None or wanted not in by_id):
+            wanted = rows[0].id
+        if wanted and wanted != self.selected:
+            table.move_cursor(row=table.get_row_index(wanted))
+            self._select(wanted)
+
+    def _cells(self, run, metrics) -> tuple:
+        from rich.text import Text
+
+        live = metrics if run.id == self.selected else None
+        done = live.iter if live else (run.max_iters if str(run.status) == "finished" else None)
+        total = (live.max_iters if live else None) or run.max_iters
+        loss = f"{live.loss:.4g}" if live and live.loss is not None else "-"
+        eta = (live.eta or "-") if live and str(run.status) == "running" else "-"
+        status = str(run.status)
+        return (run.id, run.name[:18], Text(status, style=STATUS_STYLE.get(status, "")),
+                progress_text(done, total), loss, eta)
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _row(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value != self.selected:
+            self._select(str(event.row_key.value))
+
+    def _select(self, run_id: str) -> None:
+        self.selected = run_id
+        self.query_one(MetricsPanel).clear()
+        self.query_one(SamplesPanel).clear()
+        self.query_one(CheckpointsPanel).show([])
+        self._mmengine_log = None
+        run = self.run
+        if run is None:
+            return
+        self._set_log(str(run.stdout_path) if self.log_source == "console" else run.log_path)
+        self._follow(run)
+        self.list_checkpoints()
+
+    @property
+    def run(self):
+        return next((r for r in self.runs if r.id == self.selected), None)
+
+    def _set_log(self, path: str | None) -> None:
+        if path != self.follow_log:
+            self.follow_log = path
+            self.query_one(LogPanel).follow(path)
+
+    # -- the selected run: events from the runs core's follower ------------------------------------------
+    @work(thread=True, exclusive=True, group="run-follow", exit_on_error=False, description="Following the run")
+    def _follow(self, run) -> None:
+        from workbench.runs.follow import RunFollower
+
+        worker = get_current_worker()
+        follower = RunFollower(run)
+        try:
+            while not worker.is_cancelled:
+                events = follower.poll()
+                log = str(follower.log.path) if follower.log is not None else None
+                if events or log:
+                    self.post_message(RunEvents(run.id, events, log))
+                if follower.done:
+                    return
+                time.sleep(0.5 if not events else 0.05)
+        finally:
+            follower.close()
+
+    def on_run_events(self, message: RunEvents) -> None:
+        if message.run_id != self.selected:
+            return
+        if message.log_path and message.log_path != self._mmengine_log:
+            self._mmengine_log = message.log_path
+            if self.log_source == "mmengine":
+                self._set_log(message.log_path)
+        by_kind: dict[str, list] = {}
+        for ev in message.events:
+            by_kind.setdefault(ev.kind, []).append(ev)
+        self.query_one(MetricsPanel).add(by_kind.get("metrics", []))
+        self.query_one(SamplesPanel).add(by_kind.get("sample", []))
+        if "checkpoint" in by_kind or "run_end" in by_kind:
+            self.list_checkpoints()
+        for ev in by_kind.get("error", [])[-3:]:
+            self.notify(ev.message, title=f"run {message.run_id}: {ev.error}", severity="error", timeout=10)
+        if "run_end" in by_kind:
+            end = by_kind["run_end"][-1]
+            self.notify(f"run {message.run_id} {end.status}" + (f": {end.reason}" if end.reason else ""))
+            self.refresh_runs()
+        if by_kind.get("metrics") and self.run is not None:
+            table = self.query_one("#runs-table", DataTable)
+            metrics = self.query_one(MetricsPanel).last
+            for col, cell in zip(table.columns, self._cells(self.run, metrics)):
+                table.update_cell(self.run.id, col, cell)
+
+    @work(thread=True, exclusive=True, group="run-ckpts", exit_on_error=False, description="Listing checkpoints")
+    def list_checkpoints(self) -> None:
+        from workbench.runs.checkpoints import list_checkpoints
+
+        run = self.run
+        if run is not None:
+            self.post_message(CheckpointsListed(run.id, list_checkpoints(run.work_dir)))
+
+    def on_checkpoints_listed(self, message: CheckpointsListed) -> None:
+        if message.run_id == self.selected:
+            self.query_one(CheckpointsPanel).show(message.checkpoints)
+
+    # -- actions --------------------------------------------------------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_toggle_log_source(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        self.log_source = "mmengine" if self.log_source == "console" else "console"
+        path = self._mmengine_log or run.log_path if self.log_source == "mmengine" else str(run.stdout_path)
+        self._set_log(path)
+        self.notify(f"log: {self.log_source} ({Path(path).name if path else 'not written yet'})", timeout=2)
+
+    def action_new_run(self) -> None:
+        from workbench.paths import configs_dir
+
+        shipped = ", ".join(sorted(p.name for p in configs_dir().glob("*.py")))
+        self.app.push_screen(
+            PromptModal("Start a run: XTuner config", placeholder="path/to/config.py",
+                        hint=f"shipped: {shipped}" if shipped else ""),
+            self._inspect_then_start,
+        )
+
+    def _inspect_then_start(self, path: str | None) -> None:
+        if path:
+            self._inspect(path)
+
+    @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Inspecting config")
+    def _inspect(self, path: str) -> None:
+        from workbench.tui.core import inspect_summary
+
+        config = resolve_shipped(path)
+        self.post_message(Inspected(config, inspect_summary(config)))
+
+    def on_inspected(self, message: Inspected) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start(message.config)
+
+        self.app.push_screen(ConfirmModal(f"Start {Path(message.config).name}?", message.summary), answered)
+
+    @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Starting the run")
+    def _start(self, config: str) -> None:
+        from workbench.runs.launch import start_run
+
+        run = start_run(config)
+        self.app.select_run = run.id
+        self.post_message(Done(f"started run {run.id} ({run.name})"))
+
+    def on_done(self, message: Done) -> None:
+        self.notify(message.text)
+        self.refresh_runs()
+        if message.refresh_checkpoints:
+            self.list_checkpoints()
+
+    def action_stop_run(self) -> None:
+        run = self.run
+        if run is None or str(run.status) != "running":
+            self.notify("no running run selected", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop(run.id)
+
+        self.app.push_screen(ConfirmModal(f"Stop run {run.id} ({run.name})?", "Its checkpoints stay."), answered)
+
+    @work(thread=True, exclusive=True, group="run-stop", exit_on_error=False, description="Stopping the run")
+    def _stop(self, run_id: str) -> None:
+        from workbench.runs.launch import stop_run
+
+        stop_run(run_id)
+        self.post_message(Done(f"stopped run {run_id}"))
+
+    def action_resume_run(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        self._resume(run.id)
+
+    @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Resuming the run")
+    def _resume(self, run_id: str) -> None:
+        from workbench.runs.launch import resume_run
+
+        run = resume_run(run_id)
+        self.app.select_run = run.id
+        self.post_message(Done(f"resumed as run {run.id}"))
+
+    def _checkpoint(self):
+        ck = self.query_one(CheckpointsPanel).selected
+        if ck is None:
+            self.notify("no checkpoint selected (Checkpoints tab: k)", severity="warning")
+        return ck
+
+    def action_convert(self) -> None:
+        ck = self._checkpoint()
+        if ck is not None and self.run is not None:
+            self._convert(self.run, ck)
+
+    @work(thread=True, exclusive=True, group="run-convert", exit_on_error=False, description="Converting")
+    def _convert(self, run, ck) -> None:
+        from workbench.tui.core import convert_checkpoint
+
+        out = convert_checkpoint(run, ck)
+        self.post_message(Done(f"iter {ck.iteration} converted: {out}", refresh_checkpoints=True))
+
+    def action_merge(self) -> None:
+        ck = self._checkpoint()
+        if ck is not None and self.run is not None:
+            self._merge(self.run, ck)
+
+    @work(thread=True, exclusive=True, group="run-convert", exit_on_error=False, description="Merging")
+    def _merge(self, run, ck) -> None:
+        from workbench.tui.core import merge_checkpoint
+
+        out = merge_checkpoint(run, ck)
+        self.post_message(Done(f"iter {ck.iteration} merged: {out}"))
+
+    @notify_errors
+    def action_chat_checkpoint(self) -> None:
+        ck = self._checkpoint()
+        run = self.run
+        if ck is None or run is None:
+            return
+        from workbench.tui.core import run_base_model
+
+        name = f"{run.name}@{ck.iteration}"
+        self.app.open_chat({"base": run_base_model(run), "config": str(run.config_copy),
+                            "adapters": {name: ck.adapter_path or ck.path}, "active": name})
+
+    def action_eval_checkpoint(self) -> None:
+        run = self.run
+        if run is not None:
+            self.app.open_eval(run.id)
+
+
+def resolve_shipped(path: str) -> str:
+    """A config path as typed, or the name of a shipped config (``tiny_cpu_lora.py``)."""
+    from workbench.paths import configs_dir
+
+    p = Path(path).expanduser()
+    if not p.exists() and (configs_dir() / p.name).exists():
+        return str(configs_dir() / p.name)
+    return str(p)
