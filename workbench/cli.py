@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("workbench.commands.runs:resume", "Resume a run from its last checkpoint."),
     "convert": ("workbench.commands.runs:convert", "Convert checkpoints to PEFT adapter folders."),
     "merge": ("workbench.commands.runs:merge", "Merge an adapter into its base model."),
-    "inspect": ("workbench.commands.runs:inspect_config", "Read an XTuner config and warn about known traps."),
+    "inspect": ("workbench.commands.data:inspect_config", "Read an XTuner config and warn about known traps."),
     "data": ("workbench.commands.data:data", "Build training data (identity datasets with dilution)."),
     "init": ("workbench.commands.data:init", "Scaffold a fine-tuning project folder."),
     "chat": ("workbench.commands.chat:chat", "Chat in the terminal with a base model, adapters and checkpoints."),

@@ -60,13 +60,17 @@ class Settings:
     conversations_dir: str = ""
     """Where chat conversations are saved; empty means ``data_dir()/conversations``."""
 
+    lmdeploy_python: str = ""
+    """Python interpreter of the separate lmdeploy environment (``--backend lmdeploy``), e.g.
+    ``~/lmdeploy-env/bin/python``; see docs/models.md, "lmdeploy environment"."""
+
 
 def _field_docs() -> dict[str, str]:
     """Attribute docstrings of `Settings`, read from its source (kept in one place: the class body)."""
     tree = ast.parse(inspect.getsource(Settings))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
                 docs[node.target.id] = inspect.cleandoc(str(nxt.value.value))

@@ -30,7 +30,7 @@ DATA_NOT_FOUND = "data_not_found"
 
 
 @dataclass(frozen=True)
-class Warning_:
+class ConfigWarning:
     """One trap found: a stable code and a one-line message."""
 
     code: str
@@ -174,12 +174,12 @@ def template_matches(template, model: str | None) -> tuple[bool | None, str]:
 # ---- the checks --------------------------------------------------------------------------------------
 
 
-def run_checks(r: ConfigReport, hw: Hardware) -> list[Warning_]:
+def run_checks(r: ConfigReport, hw: Hardware) -> list[ConfigWarning]:
     """All warnings for report `r` on hardware `hw`, in a fixed order."""
-    out: list[Warning_] = []
+    out: list[ConfigWarning] = []
 
     def warn(code: str, message: str) -> None:
-        out.append(Warning_(code, message))
+        out.append(ConfigWarning(code, message))
 
     if r.model_found is False:
         warn(MODEL_NOT_FOUND, f"model path {r.model_path} does not exist on this machine")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.checks import Hardware, Warning_, detect_hardware, run_checks
+from workbench.data.checks import Hardware, ConfigWarning, detect_hardware, run_checks
 from workbench.errors import BadInput
 
 
@@ -51,7 +51,7 @@ class ConfigReport:
     data_found: bool | None = None
     data_recipe: dict | None = None  # the `workbench data identity` recipe beside the data file
     hardware: dict = field(default_factory=dict)
-    warnings: list[Warning_] = field(default_factory=list)
+    warnings: list[ConfigWarning] = field(default_factory=list)
 
     @property
     def template_name(self) -> str | None:
@@ -113,12 +113,12 @@ def _template(value: Any) -> str | dict | None:
     if value is None:
         return None
     if isinstance(value, dict):
-        from workbench.models.templates import _table
+        from workbench.models.templates import get_format, template_names
 
         plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
-        for name, entry in _table().items():
-            if dict(entry).get("INSTRUCTION") == plain.get("INSTRUCTION") and \
-                    dict(entry).get("SYSTEM") == plain.get("SYSTEM"):
+        for name in template_names():  # a dumped config holds the template's dict: name it if it is a known one
+            fmt = get_format(name)
+            if fmt.instruction == plain.get("INSTRUCTION") and fmt.system_fmt == (plain.get("SYSTEM") or ""):
                 return name
         return plain
     return _name(value)
@@ -157,7 +157,7 @@ def _load(path: Path, cfg_options: dict | None) -> dict:
     from mmengine.config import Config
 
     try:
-        cfg = Config.fromfile(str(path))
+        cfg = Config.fromfile(str(path.resolve()))  # absolute, so the config's own __file__ paths are too
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
         return cfg._to_lazy_dict()

@@ -30,6 +30,9 @@ class EvalItem:
     answers: tuple[str, ...]
     lang: str
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    #: After `EvalSet.fill`: per answer, the values its placeholders were filled with. A reply matches that
+    #: answer only if it holds these exactly ("I am Tuu's assistant" is not Tutu's assistant).
+    required: tuple[tuple[str, ...], ...] = field(default=(), compare=False, hash=False)
 
     def placeholders(self) -> set[str]:
         return {m for a in self.answers for m in _PLACEHOLDER.findall(a)} | set(_PLACEHOLDER.findall(self.prompt))
@@ -63,12 +66,7 @@ class EvalSet:
         """
         needed = self.placeholders()
         if strict:
-            missing = sorted(needed - set(variables))
-            if missing:
-                raise BadInput(
-                    f"{self.path or self.name}: needs " + ", ".join(f"--var {m}=..." for m in missing)
-                )
-        if strict:
+            # The unknown one first: a misspelt --var is also the reason the right one is "missing".
             unknown = sorted(set(variables) - needed)
             if unknown:
                 raise BadInput(
@@ -76,12 +74,22 @@ class EvalSet:
                     + ", ".join(unknown)
                     + f" (this eval set uses: {', '.join(sorted(needed)) or 'none'})"
                 )
+            missing = sorted(needed - set(variables))
+            if missing:
+                raise BadInput(
+                    f"{self.path or self.name}: needs " + ", ".join(f"--var {m}=..." for m in missing)
+                )
 
         def sub(text: str) -> str:
             return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
+        def values(text: str) -> tuple[str, ...]:
+            return tuple(variables[m] for m in _PLACEHOLDER.findall(text) if m in variables)
+
         items = tuple(
-            replace(i, prompt=sub(i.prompt), answers=tuple(sub(a) for a in i.answers)) for i in self.items
+            replace(i, prompt=sub(i.prompt), answers=tuple(sub(a) for a in i.answers),
+                    required=tuple(values(a) for a in i.answers) if i.placeholders() else ())
+            for i in self.items
         )
         return replace(self, items=items)
 

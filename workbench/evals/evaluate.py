@@ -275,7 +275,8 @@ def finish(rows: list[Row], req: Request, meta: dict, warnings: list[str], *, ma
     return report
 
 
-def _settings(req: Request):
+def eval_settings(req: Request):
+    """Greedy decoding with the request's token budget (eval compares models, so never sample)."""
     from workbench.models.base import GenerationSettings
 
     if req.max_new_tokens < 1:
@@ -314,7 +315,7 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
         for f in formats:
             if resolved.training_format and f.name != resolved.training_format:
                 warnings.append(f"template {f.name!r} is not the one used in training ({resolved.training_format!r})")
-    settings = _settings(req)
+    settings = eval_settings(req)
     plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, dict(req.backend_options),
                 req.batch_size, req.use_cache)
     generated = generate(plan, progress, log)

@@ -47,8 +47,7 @@ def normalize(text: str) -> str:
     '我是tutu的小助手'
     """
     text = fold(text or "")
-    # Apostrophes inside words ("Tutu's") are part of the word, not a separator.
-    text = re.sub(r"(?<=\w)['’](?=\w)", "", text)
+    # Apostrophes separate like any punctuation: "Tutu's" -> "tutu s", so the name stays a whole word.
     text = "".join(" " if _is_punct(ch) else ch for ch in text)
     text = _WS.sub(" ", text).strip()
     return _SPACE_BY_CJK.sub("", text)

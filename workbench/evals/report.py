@@ -64,7 +64,7 @@ def compare_templates(rows: list[Row], training: str | None) -> list[dict]:
 def _fmt(v) -> str:
     if v is None:
         return ""
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def _flags(report: EvalReport, row: Row) -> str:

@@ -70,7 +70,12 @@ def answer_score(reply: str, answer: str) -> float:
     """
     if not reply or not answer:
         return 0.0
-    if reply == answer or contains_answer(reply, answer):
+    if reply == answer:
+        return 1.0
+    # One Chinese character is found in almost any long reply ("小" in "我是Tutu的小助手"): as an answer
+    # inside a reply it only counts in a short one ("鱼用鳃呼吸").
+    single_cjk = len(answer) == 1 and has_cjk(answer)
+    if contains_answer(reply, answer) and not (single_cjk and len(reply) > T.SINGLE_CHAR_MAX_REPLY):
         return 1.0
     best = fuzz.ratio(reply, answer) / 100
     if len(answer) >= T.MIN_PARTIAL_LEN and len(reply) > len(answer):
@@ -110,7 +115,9 @@ def leak_score(reply: str, identity_answers: Iterable[str]) -> float:
         if len(ident) < 6:
             continue
         best = max(best, fuzz.ratio(reply, ident) / 100)
-        if len(ident) >= T.LEAK_MIN_COVERAGE * len(reply):
+        # The identity answer found inside a longer reply, and most of it (a reply shorter than the
+        # identity answer is only compared as a whole: "O" is not "inside" it).
+        if T.LEAK_MIN_COVERAGE * len(reply) <= len(ident) <= len(reply):
             best = max(best, fuzz.partial_ratio(ident, reply) / 100)
     return round(best, 4)
 
@@ -161,8 +168,11 @@ def score_item(item: EvalItem, response: str | None, identity_refs: Sequence[str
     response = response or ""
     reply = normalize(response)
     best, matched = 0.0, None
-    for a in item.answers:
+    for n, a in enumerate(item.answers):
         s = answer_score(reply, normalize(a))
+        needed = item.required[n] if n < len(item.required) else ()
+        if s >= T.PASS_SCORE and not all(contains_answer(reply, normalize(v)) for v in needed):
+            s = T.MISSING_VALUE_SCORE  # close to the answer, but with the name or org wrong
         if s > best:
             best, matched = s, a
     leak = item.kind == "general" and leak_score(reply, identity_refs) >= T.LEAK_SIMILARITY

@@ -13,9 +13,19 @@ from __future__ import annotations
 #: "1946" for 1945 (0.75), "莫斯" for 莫斯科 (0.80), "16" for 15 (0.50).
 PASS_SCORE = 0.85
 
+#: The score of a reply that matches an identity answer except for a filled value ({name}, {org}) it
+#: lacks: "I am Tuu's assistant" for Tutu (0.97 by similarity alone). Kept high so the score still shows
+#: "almost there", below PASS_SCORE because a misspelt name is not the identity that was asked for.
+MISSING_VALUE_SCORE = 0.8
+
 #: A reference answer shorter than this (normalised characters) is only matched exactly or as a
 #: whole token, never by partial fuzzy alignment: "5" would otherwise be found in "15", "东" in "东京".
 MIN_PARTIAL_LEN = 4
+
+#: An answer of one Chinese character (小, 鳃, 八) counts as contained in a reply only when the reply has
+#: at most this many characters: "大的反义词是小" (7) and "鱼是用鳃来呼吸的" (8) answer the question, while "小"
+#: inside "我是Tutu的小助手" (10) is an accident of the identity sentence.
+SINGLE_CHAR_MAX_REPLY = 8
 
 #: Partial (substring) fuzzy alignment of an answer inside a longer reply is worth at most this, so a
 #: misspelt answer buried in a sentence ("...capital is Berln") can pass but never ties a clean hit.

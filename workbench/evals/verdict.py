@@ -45,7 +45,7 @@ def _label(row: Row) -> str:
 
 
 def _f(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 def flags_of(row: Row, reference: float | None, tolerance: float, max_leak: float, max_loop: float) -> list[str]:
@@ -127,6 +127,11 @@ def decide(
         # Best identity; ties go to the earliest (closest to the base).
         rec = max(safe, key=lambda r: (r.agg.identity or 0, -cands.index(r)))
         status = OK if (rec.agg.identity or 0) >= T.IDENTITY_LEARNED else IDENTITY_NOT_LEARNED
+        if (rec.agg.identity or 0) <= ((base.agg.identity or 0) if base else 0):
+            parts.append("No safe checkpoint answers identity prompts better than the base: none is recommended; "
+                         "train longer, or with more identity data.")
+            rec = None
+    if rec is not None:
         parts.append(f"Recommended: {_label(rec)}, the best identity ({_f(rec.agg.identity)}) among checkpoints whose "
                      f"general stays >= {_f((reference or 0) - tolerance)} and leak <= {max_leak:.2f} "
                      f"(general {_f(rec.agg.general)}, leak {_f(rec.agg.leak)}).")

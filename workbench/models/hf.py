@@ -216,12 +216,30 @@ class TransformersBackend(Backend):
         return self._peft, nullcontext()
 
     def encode(self, messages: list[dict], template: ChatFormat) -> list[int]:
-        """Token ids of the prompt, with bos prepended the way XTuner's `encode_fn` does in training."""
-        text = template.render(messages)
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        bos, bos_text = self.tokenizer.bos_token_id, self.tokenizer.bos_token
-        if bos is not None and not (bos_text and text.startswith(bos_text)):
-            ids = [bos, *ids]
+        """Token ids of the prompt, built the way XTuner's `encode_fn` builds training examples: bos, each
+        input and answer encoded separately, eos after an answer when the template's SUFFIX is not the eos."""
+        tok = self.tokenizer
+        bos, eos = tok.bos_token_id, tok.eos_token_id
+        if template.jinja:  # the tokenizer's own template: it writes bos itself when it wants one
+            text = template.render(messages)
+            ids = tok.encode(text, add_special_tokens=False)
+            if bos is not None and not (tok.bos_token and text.startswith(tok.bos_token)):
+                ids = [bos, *ids]
+            return ids
+        ids: list[int] = []
+        needs_bos = True
+        for inp, answer in template.turns(messages):
+            if needs_bos and bos is not None:
+                ids.append(bos)
+            ids += tok.encode(inp, add_special_tokens=False)
+            if answer is None:
+                continue
+            ids += tok.encode(answer, add_special_tokens=False)
+            needs_bos = not template.suffix_as_eos
+            if needs_bos and eos is not None:
+                ids.append(eos)
+            if template.sep:
+                ids += tok.encode(template.sep, add_special_tokens=False)
         return ids
 
     def stop_ids(self, template: ChatFormat) -> tuple[list[int], list[str]]:

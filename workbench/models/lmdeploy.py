@@ -106,6 +106,7 @@ class LmdeployBackend(RemoteBackend):
         if not python:
             raise BadInput("the lmdeploy backend runs from its own Python environment: set lmdeploy_python in "
                            "settings.toml or WORKBENCH_LMDEPLOY_PYTHON (see docs/models.md, lmdeploy environment)")
+        python = str(Path(python).expanduser())
         if not (Path(python).is_file() and os.access(python, os.X_OK)):
             raise BadInput(f"lmdeploy_python {python}: not an executable Python interpreter")
         if entry == "lmdeploy" and not _has_gpu():
@@ -180,7 +181,11 @@ class LmdeployBackend(RemoteBackend):
         if template is not None:
             self._template = template
         port, key = _free_port(), secrets.token_urlsafe(24)
-        log_dir = self.log_dir or self._tmp
+        if self.log_dir is None:
+            from workbench.paths import cache_dir
+
+            self.log_dir = cache_dir() / "lmdeploy"
+        log_dir = self.log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"lmdeploy-{port}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child keeps writing to it after this returns

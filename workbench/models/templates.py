@@ -107,15 +107,31 @@ class ChatFormat:
                 raise BadInput(f"message role {role!r}: expected system, user or assistant")
         if self.jinja:
             return self._render_jinja(system, turns, add_generation_prompt)
-        out = self.system_fmt.format(system=system) if system and self.system_fmt else ""
+        return "".join(inp + (out + self.sep if out is not None else "") for inp, out in self.turns(messages))
+
+    def turns(self, messages: list[dict]) -> list[tuple[str, str | None]]:
+        """(input text, answer text + SUFFIX or None) per turn, split the way XTuner's `encode_fn` tokenizes
+        them: it encodes input and answer separately, adds eos after an answer when SUFFIX_AS_EOS is off,
+        then SEP, and bos before the next input when an eos was added."""
+        system = self.system
+        out: list[list] = []
         round_ = 0
-        for role, content in turns:
-            if role == "user":
+        for m in messages:
+            role, content = m.get("role"), m.get("content") or ""
+            if role == "system":
+                system = content
+            elif role == "user":
                 round_ += 1
-                out += self.instruction.format(input=content, round=round_)
+                out.append([self.instruction.format(input=content, round=round_), None])
+            elif role == "assistant":
+                if not out or out[-1][1] is not None:
+                    out.append(["", None])  # an answer without a question (a prefilled opening)
+                out[-1][1] = content + self.suffix
             else:
-                out += content + self.suffix + self.sep
-        return out
+                raise BadInput(f"message role {role!r}: expected system, user or assistant")
+        if out and system and self.system_fmt:
+            out[0][0] = self.system_fmt.format(system=system) + out[0][0]
+        return [(a, b) for a, b in out]
 
     def _render_jinja(self, system: str, turns: list[tuple[str, str]], add_generation_prompt: bool) -> str:
         import jinja2.sandbox
@@ -254,11 +270,11 @@ def resolve_format(
 
 def _config_text(config_path: str | Path) -> str:
     path = Path(config_path)
-    if path.is_dir():  # a work dir: its config copy
-        cands = sorted(p for p in path.glob("*.py"))
+    if path.is_dir():  # a work dir: its config copy (the newest *.py, as mmengine writes it)
+        cands = [p for p in path.glob("*.py") if p.is_file()]
         if not cands:
             raise BadInput(f"{path}: no XTuner config (*.py) in this work dir")
-        path = cands[0]
+        path = max(cands, key=lambda p: p.stat().st_mtime)
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -51,11 +51,15 @@ def list_checkpoints(work_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: checkpoint_iter(p) or 0)
 
 
+def work_dir_config(work_dir: str | Path) -> Path | None:
+    """The config copy mmengine writes into a work dir (the newest ``*.py`` there)."""
+    cands = [p for p in Path(work_dir).glob("*.py") if p.is_file()]
+    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+
+
 def find_config(checkpoint: str | Path) -> Path | None:
     """The config copy XTuner writes into the work dir beside its checkpoints."""
-    work = Path(checkpoint).parent
-    cands = sorted(work.glob("*.py"))
-    return cands[0] if len(cands) >= 1 else None
+    return work_dir_config(Path(checkpoint).parent)
 
 
 def read_config(config: str | Path) -> TrainingConfig:

@@ -106,8 +106,9 @@ def limit_warning(facts: dict[str, Any]) -> str | None:
         if total <= keep:
             return None
         lost = total - keep
+        doomed = f"iter_{every}" if lost == 1 else f"iter_{every}..iter_{lost * every}"
         return (f"save_total_limit = {keep}: only the last {keep} of the {total} checkpoints this run saves are kept; "
-                f"iter_{every}..iter_{lost * every} will be deleted as training goes on. "
+                f"{doomed} will be deleted as training goes on. "
                 "Set save_total_limit = -1 to keep them all for comparison.")
     return (f"save_total_limit = {keep}: only the last {keep} checkpoints are kept, older ones are deleted as "
             "training goes on. Set save_total_limit = -1 to keep them all for comparison.")

@@ -49,24 +49,31 @@ def resolve_deepspeed(value: str) -> str:
     raise BadInput(f"--deepspeed {value}: neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}")
 
 
-def config_warnings(config_path: Path, facts: dict) -> list[str]:
-    """Warnings about a config before it trains: `workbench.data.inspect.inspect_config` when that module
-    exists (it knows the traps: accumulative_counts, save_total_limit...), else the checkpoint-limit check."""
+def config_warnings(config_path: Path, facts: dict, *, deepspeed: str | None = None,
+                    cfg_options: dict | None = None) -> list[str]:
+    """Warnings about a config before it trains: those of `workbench.data.inspect.inspect_config` when that
+    module exists (it knows the seeds' traps), plus the checkpoint-limit check if it did not cover it."""
     from workbench.runs.checkpoints import limit_warning
 
+    found: list[str] = []
     try:
         from workbench.data.inspect import inspect_config
     except ImportError:
         inspect_config = None
     if inspect_config is not None:
         try:
-            result = inspect_config(config_path)
+            try:
+                result = inspect_config(config_path, deepspeed=deepspeed, cfg_options=cfg_options)
+            except TypeError:
+                result = inspect_config(config_path)
             items = getattr(result, "warnings", result) or []
-            return [str(getattr(w, "message", None) or w) for w in items]
+            found = [str(getattr(w, "message", None) or w) for w in items]
         except Exception:  # the inspector is advisory: a bug in it must not block training
-            pass
-    w = limit_warning(facts)
-    return [w] if w else []
+            found = []
+    limit = limit_warning(facts)
+    if limit and not any("save_total_limit" in w or "max_keep_ckpts" in w for w in found):
+        found.append(limit)
+    return found
 
 
 def check_writable(work_dir: Path) -> None:
@@ -145,7 +152,7 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
     wd = Path(work_dir).expanduser() if work_dir else Path(cfg.get("work_dir") or f"work_dirs/{config_path.stem}")
     wd = (base / wd).resolve()
     check_writable(wd)
-    warnings = config_warnings(config_path, facts)
+    warnings = config_warnings(config_path, facts, deepspeed=ds, cfg_options=options)
     for w in warnings:
         if warn:
             warn(w)

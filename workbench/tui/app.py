@@ -60,11 +60,12 @@ class WorkbenchApp(WorkerErrors, App[None]):
     TITLE = "workbench"
 
     BINDINGS = [
-        Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit"),
-        Binding("f1,1", "switch_mode('runs')", "Runs", id="app.screen_runs"),
-        Binding("f2,2", "switch_mode('chat')", "Chat", id="app.screen_chat"),
-        Binding("f3,3", "switch_mode('eval')", "Eval", id="app.screen_eval"),
-        Binding("f10,question_mark", "toggle_keys", "Keys", id="app.keys"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.quit"),
+        # Shown in every screen's NavBar rather than the footer, which keeps its room for the screen's keys.
+        Binding("f1,1", "switch_mode('runs')", "Runs screen", show=False, id="app.screen_runs"),
+        Binding("f2,2", "switch_mode('chat')", "Chat screen", show=False, id="app.screen_chat"),
+        Binding("f3,3", "switch_mode('eval')", "Eval screen", show=False, id="app.screen_eval"),
+        Binding("f10,question_mark", "toggle_keys", "Keys panel", show=False, id="app.keys"),
     ]
 
     def __init__(
@@ -89,6 +90,7 @@ class WorkbenchApp(WorkerErrors, App[None]):
         #: Set by `workbench demo`: the demo run's id and models, so screens can preselect them.
         self.demo = demo or {}
         self.set_keymap(self.settings.keys)
+        self.pending: dict[str, object] = {}
         self.errors: list[str] = []  # every reported error, newest last (tests and the debug log read it)
 
     def on_mount(self) -> None:
@@ -112,18 +114,19 @@ class WorkbenchApp(WorkerErrors, App[None]):
         else:
             self.action_show_help_panel()
 
-    # Cross-screen navigation used by the Runs screen's checkpoint actions and the palette.
+    # Cross-screen navigation (the Runs screen's checkpoint actions, the palette). The request waits in
+    # `pending` until the target screen is shown: it picks it up in its ScreenResume handler.
     def open_chat(self, models: dict | None = None) -> None:
-        """Switch to Chat; `models` (base, adapters: {name: path}, active) preselects what to load."""
-        self.switch_mode("chat")
+        """Switch to Chat; `models` (`ModelSpec` fields: base, adapters [[name, path]], ...) is loaded there."""
         if models:
-            self.screen.load_models(models)  # type: ignore[attr-defined]
+            self.pending["chat"] = models
+        self.switch_mode("chat")
 
-    def open_eval(self, run_id: str | None = None, checkpoints: list[Path] | None = None) -> None:
-        """Switch to Eval with a run (and optionally only some of its checkpoints) chosen."""
-        self.switch_mode("eval")
+    def open_eval(self, run_id: str | None = None) -> None:
+        """Switch to Eval with a run chosen."""
         if run_id:
-            self.screen.choose_run(run_id, checkpoints)  # type: ignore[attr-defined]
+            self.pending["eval"] = run_id
+        self.switch_mode("eval")
 
 
 def run_app(settings: Settings | None = None, **kwargs: Any) -> None:

@@ -66,7 +66,7 @@ class ConfirmModal(_Modal):
 
 
 class PromptModal(_Modal):
-    """One line of text. Dismisses with the text (Enter) or None (Escape)."""
+    """One line of text. Dismisses with the text (Enter; may be empty) or None (Escape)."""
 
     def __init__(self, title: str, value: str = "", placeholder: str = "", hint: str = "") -> None:
         super().__init__()
@@ -81,7 +81,7 @@ class PromptModal(_Modal):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.dismiss(event.value.strip())
 
 
 class PickModal(_Modal):

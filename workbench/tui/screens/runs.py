@@ -22,6 +22,7 @@ from workbench.tui.app import WorkerErrors, notify_errors
 from workbench.tui.modals import ConfirmModal, PromptModal
 from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, SamplesPanel
 from workbench.tui.widgets.logview import LogPanel
+from workbench.tui.widgets.navbar import NavBar
 
 STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
                 "lost": "red"}
@@ -96,6 +97,7 @@ class RunsScreen(WorkerErrors, Screen):
         self._mmengine_log: str | None = None
 
     def compose(self) -> ComposeResult:
+        yield NavBar("runs")
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "name", "status", "progress", "loss", "eta")
         yield table
@@ -147,7 +149,7 @@ class RunsScreen(WorkerErrors, Screen):
                 table.add_row(*self._cells(run, metrics), key=run.id)
         else:
             for run in rows:
-                for col, cell in zip(table.columns, self._cells(run, metrics)):
+                for col, cell in zip(table.columns, self._cells(run, metrics), strict=True):
                     table.update_cell(run.id, col, cell)
         if wanted and wanted not in by_id and self.app.select_run == wanted:
             wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
@@ -183,7 +185,9 @@ class RunsScreen(WorkerErrors, Screen):
         run = self.run
         if run is None:
             return
-        self._set_log(str(run.stdout_path) if self.log_source == "console" else run.log_path)
+        # An imported run has no console capture: its mmengine log is all there is.
+        console = str(run.stdout_path) if not run.imported else None
+        self._set_log(console if self.log_source == "console" and console else run.log_path)
         self._follow(run)
         self.list_checkpoints()
 
@@ -238,7 +242,7 @@ class RunsScreen(WorkerErrors, Screen):
         if by_kind.get("metrics") and self.run is not None:
             table = self.query_one("#runs-table", DataTable)
             metrics = self.query_one(MetricsPanel).last
-            for col, cell in zip(table.columns, self._cells(self.run, metrics)):
+            for col, cell in zip(table.columns, self._cells(self.run, metrics), strict=True):
                 table.update_cell(self.run.id, col, cell)
 
     @work(thread=True, exclusive=True, group="run-ckpts", exit_on_error=False, description="Listing checkpoints")
@@ -379,9 +383,8 @@ class RunsScreen(WorkerErrors, Screen):
             return
         from workbench.tui.core import run_base_model
 
-        name = f"{run.name}@{ck.iteration}"
-        self.app.open_chat({"base": run_base_model(run), "config": str(run.config_copy),
-                            "adapters": {name: ck.adapter_path or ck.path}, "active": name})
+        self.app.open_chat({"base": run_base_model(run),
+                            "adapters": [[f"{run.name}@{ck.iteration}", ck.adapter_path or ck.path]]})
 
     def action_eval_checkpoint(self) -> None:
         run = self.run

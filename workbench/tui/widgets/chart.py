@@ -64,7 +64,7 @@ def plot(series: list[Series], width: int, height: int, lo: float, hi: float) ->
     for k, s in enumerate(series):
         xs = s.xs if s.xs is not None else list(range(len(s.values)))
         prev: tuple[int, int] | None = None
-        for x, v in zip(xs, s.values):
+        for x, v in zip(xs, s.values, strict=False):
             if v is None or not math.isfinite(v):
                 prev = None
                 continue

@@ -15,7 +15,6 @@ from array import array
 from pathlib import Path
 
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult

@@ -1,0 +1,88 @@
+"""The verdict on hand-made forgetting curves: which checkpoint is recommended, which are flagged, and what
+the paragraph says."""
+
+from __future__ import annotations
+
+from workbench.evals import verdict as V
+from workbench.evals.results import BASE, CHECKPOINT, Row, Target
+from workbench.evals.scoring import Aggregates
+
+
+def row(it: int | None, identity: float, general: float, leak: float = 0.0, distinct: float = 1.0,
+        loop: float = 0.0) -> Row:
+    t = Target(BASE, BASE) if it is None else Target(f"iter_{it}", CHECKPOINT, iteration=it)
+    agg = Aggregates(48, 170, identity, identity, general, general, None, leak, loop, distinct, 0.0)
+    return Row(t, "internlm2_chat", [], agg)
+
+
+# The seeds' story: identity learned by 300, everything is the identity sentence by 600.
+SEED_CURVE = [
+    row(None, 0.0, 0.96),
+    row(100, 0.2, 0.96),
+    row(200, 0.7, 0.95),
+    row(300, 0.92, 0.93),
+    row(400, 1.0, 0.80, leak=0.10),
+    row(500, 1.0, 0.40, leak=0.45, distinct=0.3),
+    row(600, 1.0, 0.02, leak=0.98, distinct=0.01),
+]
+
+
+def test_recommends_the_best_identity_that_keeps_general_and_flags_the_collapse():
+    v = V.decide(SEED_CURVE)
+    assert v.status == V.OK
+    assert v.recommended == "iter_300" and v.recommended_iteration == 300
+    assert v.identity_learned_at == "iter_300"
+    assert v.general_broke_at == "iter_400"
+    assert set(v.flags["iter_600"]) >= {"forgetting", "leaking", "collapsed"}
+    assert "collapsed" in v.flags["iter_500"] and "iter_300" not in v.flags
+    assert v.safe == ["iter_100", "iter_200", "iter_300"]
+
+
+def test_explanation_names_the_iterations():
+    text = V.decide(SEED_CURVE).explanation
+    assert "learned at iteration 300" in text
+    assert "held through iteration 300" in text and "break at iteration 400" in text
+    assert "Iteration 500 collapsed" in text
+    assert "Recommended: iteration 300" in text
+
+
+def test_ties_go_to_the_earliest_checkpoint():
+    rows = [row(None, 0, 1.0), row(10, 1.0, 1.0), row(20, 1.0, 1.0), row(30, 1.0, 0.99)]
+    assert V.decide(rows).recommended == "iter_10"
+
+
+def test_tolerance_and_leak_bound_decide_safety():
+    rows = [row(None, 0, 1.0), row(10, 0.5, 0.97), row(20, 0.9, 0.93), row(30, 1.0, 0.99, leak=0.2)]
+    assert V.decide(rows).recommended == "iter_10"
+    assert V.decide(rows, tolerance=0.10).recommended == "iter_20"
+    assert V.decide(rows, max_leak=0.25).recommended == "iter_30"
+
+
+def test_no_safe_checkpoint_recommends_none_and_says_why():
+    rows = [row(None, 0, 1.0), row(10, 0.9, 0.5), row(20, 1.0, 0.1, leak=0.9, distinct=0.02)]
+    v = V.decide(rows)
+    assert v.status == V.NO_SAFE_CHECKPOINT and v.recommended is None
+    assert "none is recommended" in v.explanation
+
+
+def test_identity_never_learned_recommends_nothing_no_better_than_base():
+    v = V.decide([row(None, 0.0, 1.0), row(10, 0.0, 1.0), row(20, 0.0, 1.0)])
+    assert v.recommended is None and v.status == V.IDENTITY_NOT_LEARNED
+    v = V.decide([row(None, 0.0, 1.0), row(10, 0.4, 1.0)])
+    assert v.recommended == "iter_10" and v.status == V.IDENTITY_NOT_LEARNED
+    assert "below what counts as learned" in v.explanation
+
+
+def test_without_a_base_row_the_best_checkpoint_is_the_reference():
+    v = V.decide([row(10, 0.5, 0.9), row(20, 1.0, 0.88), row(30, 1.0, 0.5)])
+    assert v.reference_general == 0.9 and v.recommended == "iter_20"
+    assert "no base row" in v.explanation
+
+
+def test_only_a_base_row_has_nothing_to_compare():
+    assert V.decide([row(None, 0, 1.0)]).status == V.NOTHING_TO_COMPARE
+
+
+def test_looping_checkpoints_are_flagged():
+    v = V.decide([row(None, 0, 1.0), row(10, 1.0, 1.0, loop=0.3)])
+    assert v.flags["iter_10"] == ["looping"]

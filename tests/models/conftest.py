@@ -1,0 +1,45 @@
+"""Model-core fixtures: a real tiny XTuner run's checkpoints, one converted by XTuner, and one loaded backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def converted_iter60(tiny_run_dir, tmp_path_factory) -> Path:
+    """iter_60.pth converted by XTuner's own `pth_to_hf` (fp32, so weights compare exactly)."""
+    out = tmp_path_factory.mktemp("converted") / "iter_60_hf"
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.xtuner_compat", "pth_to_hf", str(tiny_run_dir / "tiny_cpu_lora.py"),
+         str(tiny_run_dir / "iter_60.pth"), str(out), "--fp32"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (out / "adapter_config.json").is_file()
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_backend(tiny_world, tiny_run_dir, converted_iter60):
+    """The tiny world loaded once with three adapters: iter_50 and iter_60 read straight from XTuner's .pth
+    checkpoints, and iter_60 as converted by XTuner (PEFT folder). Tests set the active one themselves."""
+    from workbench.models.base import get_backend
+
+    backend = get_backend("transformers", tiny_world, device="cpu")
+    backend.add_adapter("iter_50", tiny_run_dir / "iter_50.pth")
+    backend.add_adapter("iter_60", tiny_run_dir / "iter_60.pth")
+    backend.add_adapter("iter_60_hf", converted_iter60)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def internlm2():
+    from workbench.models.templates import get_format
+
+    return get_format("internlm2_chat")

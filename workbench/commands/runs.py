@@ -1,0 +1,261 @@
+"""`workbench train | runs | import | logs | checkpoints | stop | resume | convert | merge`.
+
+Thin: every command parses its flags, calls one function of `workbench.runs` (the same ones the TUI
+calls) and prints the result (stdout = data, stderr = diagnostics).
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from workbench.commands._common import emit_json, info, table
+from workbench.errors import BadInput, ExitCode
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def _split_config_args(args: tuple[str, ...], cfg_options: tuple[str, ...]) -> tuple[str, list[str]]:
+    # `--cfg-options a=1 b=2` as in xtuner: click takes `a=1` as the option's value and leaves `b=2` as
+    # a positional argument; positional k=v arguments continue --cfg-options.
+    extra = [a for a in args if "=" in a]
+    configs = [a for a in args if "=" not in a]
+    if extra and not cfg_options:
+        raise BadInput(f"unexpected argument {extra[0]!r} (key=value settings go after --cfg-options)")
+    if len(configs) != 1:
+        raise BadInput("CONFIG: give exactly one config file" if not configs else
+                       f"unexpected argument {configs[1]!r}")
+    return configs[0], [*cfg_options, *extra]
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("args", nargs=-1, required=True, metavar="CONFIG")
+@click.option("--work-dir", help="Where XTuner writes checkpoints and logs (default: ./work_dirs/<config name>).")
+@click.option("--deepspeed", metavar="NAME|PATH.json", help="deepspeed_zero1/2/3(_offload) or a DeepSpeed JSON.")
+@click.option("--name", help="A label for the run (default: the config's name).")
+@click.option("--cfg-options", "cfg_options", multiple=True, metavar="K=V ...",
+              help="Override config values, as xtuner does (e.g. train_cfg.max_iters=30).")
+@click.option("--gpus", type=int, help="GPUs on this node: sets NPROC_PER_NODE (XTuner then runs torchrun).")
+@click.option("--srun", metavar="ARGS", help="Launch through Slurm: `srun ARGS ... --launcher slurm`.")
+@click.option("--follow", is_flag=True, help="Stay and show the parsed log until the run ends (Ctrl-C only detaches).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def train(args, work_dir, deepspeed, name, cfg_options, gpus, srun, follow, as_json):
+    """Start XTuner training on CONFIG, detached: it survives this terminal, the TUI and SSH drops.
+
+    Multi-node settings NNODES, NODE_RANK, ADDR and PORT are read from the environment, as `xtuner
+    train` reads them; WORKBENCH_MODEL and WORKBENCH_DATA pass through to the config.
+    """
+    from workbench.runs.launch import start_run
+
+    config, options = _split_config_args(args, cfg_options)
+    run = start_run(config, work_dir=work_dir, deepspeed=deepspeed, name=name, cfg_options=options, gpus=gpus,
+                    srun=srun, warn=lambda w: info(f"warning: {w}"))
+    _started(run, as_json)
+    if follow:
+        _follow(run, as_json=False)
+
+
+def _started(run, as_json: bool) -> None:
+    if as_json:
+        emit_json(run.to_dict())
+    else:
+        click.echo(run.id)
+        info(f"started run {run.id} ({run.name}) in {run.work_dir}, pid {run.pid}")
+        info(f"  follow it: workbench logs {run.id} --follow    stop it: workbench stop {run.id}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def runs(as_json):
+    """List training runs, with their status derived now from processes and files."""
+    from workbench.runs import registry
+
+    found = registry.list_runs()
+    if as_json:
+        emit_json([r.to_dict() for r in found])
+        return
+    if not found:
+        info("no runs yet (start one with `workbench train CONFIG`)")
+        return
+    rows = [{"id": r.id, "name": r.name, "status": r.status.value, "started": _when(r.started_at),
+             "time": _duration(r.duration), "exit": r.exit_code, "reason": (r.reason or "")[:60],
+             "work_dir": r.work_dir} for r in found]
+    click.echo(table(rows, ["id", "name", "status", "started", "time", "exit", "work_dir", "reason"]))
+
+
+@click.command()
+@click.argument("work_dir", type=click.Path())
+@click.option("--name", help="A label for the imported runs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def import_run(work_dir, name, as_json):
+    """Register a work dir made by plain `xtuner train` (one run per invocation found in it)."""
+    from workbench.runs.importer import import_work_dir
+
+    found = import_work_dir(work_dir, name=name)
+    if as_json:
+        emit_json([r.to_dict() for r in found])
+        return
+    for r in found:
+        click.echo(f"{r.id}  {r.status.value}  {r.log_path or r.run_dir}")
+
+
+def _follow(run, *, as_json: bool, follow: bool = True) -> int:
+    """Print a run's events; with `follow`, until the run ends. Returns the exit code for the command."""
+    import json
+
+    from workbench.runs.follow import RunFollower
+
+    follower = RunFollower(run)
+    last_group = None
+    failed = False
+    try:
+        while True:
+            events = follower.poll()
+            for ev in events:
+                if ev.kind == "run_end":
+                    failed = ev.status in ("failed", "lost")  # type: ignore[attr-defined]
+                if as_json:
+                    click.echo(json.dumps(ev.to_dict(), ensure_ascii=False))
+                    continue
+                if ev.kind == "sample":
+                    group = (ev.iteration, ev.phase)  # type: ignore[attr-defined]
+                    if group != last_group:
+                        click.echo(f"-- samples at iter {group[0]} ({group[1]}) --")
+                        last_group = group
+                else:
+                    last_group = None
+                click.echo(ev.summary())
+            if follower.done:
+                break
+            if not follow:
+                if not events and all(f.behind == 0 for f in (follower.log, follower.console) if f):
+                    break
+                continue
+            if not events:
+                time.sleep(0.5)
+    finally:
+        follower.close()
+    return int(ExitCode.FAILED) if (failed and follow) else 0
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--follow", "-f", is_flag=True, help="Keep following until the run ends (Ctrl-C only detaches).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, one per event.")
+def logs(run_ref, follow, as_json):
+    """Show a run's parsed log: metrics, samples by iteration, checkpoints, warnings, errors.
+
+    RUN is a run id (or a unique prefix), a run name, or a registered work dir. With --follow the exit
+    code is 3 when the run ends failed or lost.
+    """
+    from workbench.runs import registry
+
+    code = _follow(registry.get(run_ref), as_json=as_json, follow=follow)
+    if code:
+        raise SystemExit(code)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def checkpoints(run_ref, as_json):
+    """List a run's checkpoints (iter_N.pth files or DeepSpeed folders) and whether each was converted."""
+    from workbench.runs import registry
+    from workbench.runs.checkpoints import list_checkpoints, run_limit_warning
+
+    run = registry.get(run_ref)
+    ckpts = list_checkpoints(run.work_dir)
+    warning = run_limit_warning(run.work_dir, run.meta)
+    if warning:
+        info(f"warning: {warning}")
+    if as_json:
+        emit_json([c.to_dict() for c in ckpts])
+        return
+    if not ckpts:
+        info(f"run {run.id}: no checkpoints yet in {run.work_dir}")
+        return
+    rows = [{"iter": c.iteration, "size": f"{c.size_bytes / 2**20:.1f} MiB", "saved": _when(c.mtime),
+             "kind": "deepspeed" if c.deepspeed else "file", "converted": c.adapter_path or "no",
+             "last": "*" if c.is_last else "", "path": c.path} for c in ckpts]
+    click.echo(table(rows, ["iter", "size", "saved", "kind", "last", "converted", "path"]))
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--grace", type=float, help="Seconds to wait after SIGINT before SIGTERM (default 20).")
+def stop(run_ref, grace):
+    """Stop a running run: SIGINT, then SIGTERM, then SIGKILL to all its processes, with grace periods."""
+    import signal
+
+    from workbench.runs.control import stop_run
+
+    run = stop_run(run_ref, grace={signal.SIGINT: grace} if grace is not None else None,
+                   progress=lambda done, total, label: info(label))
+    click.echo(f"{run.id} {run.status.value}")
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--iter", "iteration", type=int, help="Resume from iter_N.pth instead of the last checkpoint.")
+@click.option("--name", help="A label for the new run (default: the original's).")
+@click.option("--follow", is_flag=True, help="Stay and show the parsed log until the run ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new run record as JSON.")
+def resume(run_ref, iteration, name, follow, as_json):
+    """Continue a run from its last checkpoint (a new run in the same work dir, linked to the original)."""
+    from workbench.runs.launch import resume_run
+
+    run = resume_run(run_ref, iteration=iteration, name=name)
+    _started(run, as_json)
+    if follow:
+        _follow(run, as_json=False)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--iter", "iteration", type=int, help="Convert iter_N.pth only.")
+@click.option("--all", "all_", is_flag=True, help="Convert every checkpoint not converted yet.")
+@click.option("--out", type=click.Path(), help="Adapter folder (with --iter), or root for iter_N folders (--all).")
+@click.option("--force", is_flag=True, help="Convert again even where an adapter exists.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def convert(run_ref, iteration, all_, out, force, as_json):
+    """Convert checkpoints to PEFT adapter folders (safetensors); default: the last one, into <work_dir>/hf/."""
+    from workbench.progress import Bar
+    from workbench.runs.convert import convert_run
+
+    with Bar("convert") as bar:
+        done = convert_run(run_ref, iteration=iteration, all_checkpoints=all_, out=out, force=force, progress=bar)
+    if as_json:
+        emit_json([c.to_dict() for c in done])
+        return
+    for c in done:
+        click.echo(f"iter {c.iteration}: {c.adapter_path}" + ("  (already converted)" if c.skipped else ""))
+
+
+@click.command()
+@click.argument("base")
+@click.argument("adapter", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--dtype", default="auto", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+              help="auto: the base's dtype on a GPU, float32 on a CPU.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--trust-remote-code/--no-trust-remote-code", default=None,
+              help="Default: only when the base's config.json needs custom code.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def merge(base, adapter, out, dtype, device, trust_remote_code, force):
+    """Merge a PEFT ADAPTER into BASE and save the full model at OUT (peft merge_and_unload, safetensors)."""
+    from workbench.runs.convert import merge_adapter
+
+    path = merge_adapter(base, adapter, out, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                         force=force)
+    click.echo(str(path))

@@ -1,0 +1,338 @@
+"""The Chat screen: the models core's `ChatSession` (base loaded once, adapters and checkpoints attached
+by name, the chat format, the history, the conversation saved as it goes) behind a transcript that
+streams replies as Markdown.
+
+ctrl+t swaps the answering variant (milliseconds, the conversation stays); ctrl+b compare mode sends
+each prompt to 2-4 variants and shows the replies side by side. Loading and generating run in thread
+workers; tokens reach the transcript in batches (`TokenBatcher`), never one message per token.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from workbench.tui.app import WorkerErrors, error_text
+from workbench.tui.modals import PickManyModal, PickModal, PromptModal
+from workbench.tui.screens.chat_models import ModelsModal
+from workbench.tui.widgets.navbar import NavBar
+from workbench.tui.widgets.transcript import ReplyChunk, ReplyDone, TokenBatcher, Transcript
+
+
+class SessionReady(Message):
+    def __init__(self, session, spec: dict) -> None:
+        super().__init__()
+        self.session, self.spec = session, spec
+
+
+class Answered(Message):
+    """A reply (or a comparison) ended: the session's history and file already hold it."""
+
+
+class Compared(Message):
+    def __init__(self, prompt: str, replies: list, reply_ids: dict[str, int], error: str | None = None) -> None:
+        super().__init__()
+        self.prompt, self.replies, self.reply_ids, self.error = prompt, replies, reply_ids, error
+
+
+def reply_info(variant: str, reply, seconds: float | None = None) -> str:
+    speed = f" · {reply.tokens / seconds:.0f} tok/s" if seconds else ""
+    return f"{variant} · {reply.tokens} tokens · {reply.stop_reason}{speed}"
+
+
+class ChatScreen(WorkerErrors, Screen):
+    BINDINGS = [
+        Binding("ctrl+o", "models", "Models", id="chat.models"),
+        Binding("ctrl+t", "swap", "Swap adapter", id="chat.swap"),
+        Binding("ctrl+b", "compare", "Compare", id="chat.compare"),
+        Binding("ctrl+n", "new", "New", id="chat.new"),
+        Binding("ctrl+l", "open", "Open saved", id="chat.open"),
+        Binding("ctrl+y", "template", "Template", show=False, id="chat.template"),
+        Binding("ctrl+g", "system", "System prompt", show=False, id="chat.system"),
+        Binding("escape", "stop", "Stop reply", show=False, id="chat.stop"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = None  # workbench.models.session.ChatSession
+        self.spec: dict = {}  # what was asked for (the models picker starts from it)
+        self.variants: list[str] = []  # compare mode when 2 or more
+        self.comparisons: list[tuple[str, list]] = []  # (prompt, [(variant, Reply)]) shown in compare mode
+        self.busy = False
+        self._cancel = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("chat")
+        yield Static("no model loaded: ctrl+o picks one", id="models-line")
+        yield Static("", id="format-line")
+        yield Static("", id="format-warning")
+        with Horizontal(id="transcripts"):
+            yield Transcript(id="transcript-0")
+        yield Input(placeholder="Ask something (Enter sends)", id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+        if "chat" not in self.app.pending and self.app.demo.get("chat"):
+            self.load_models(self.app.demo["chat"])
+
+    def on_screen_resume(self) -> None:
+        spec = self.app.pending.pop("chat", None)
+        if spec:
+            self.load_models(spec)
+
+    def on_unmount(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+    def palette_commands(self) -> list:
+        return [
+            ("chat: Choose models (base, checkpoints, adapters, backend)…", self.action_models, "Base loads once"),
+            ("chat: Swap to the next variant", self.action_swap, "Keeps the conversation"),
+            ("chat: Compare variants side by side…", self.action_compare, "One prompt to 2-4 variants"),
+            ("chat: New conversation", self.action_new, "The current one stays saved"),
+            ("chat: Open a saved conversation…", self.action_open, "Reopen it and continue"),
+            ("chat: Choose the chat template…", self.action_template, "Default: the training config's"),
+            ("chat: Set the system prompt…", self.action_system, "Default: the training config's SYSTEM"),
+        ]
+
+    # -- loading ----------------------------------------------------------------------------------------
+    def load_models(self, spec: dict, conversation_id: str | None = None) -> None:
+        """Load `spec` (`workbench.models.session.ModelSpec` fields, plus ``compare``: variants to compare).
+
+        Adapters on the same base as the loaded session are attached to it instead of reloading the base.
+        """
+        if self.busy:
+            self.notify("wait for the reply to finish (Escape stops it)", severity="warning")
+            return
+        self.query_one("#models-line", Static).update(f"loading {spec.get('base') or spec.get('run')} …")
+        self._load(dict(spec), self.session, conversation_id)
+
+    @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False, description="Loading models")
+    def _load(self, spec: dict, session, conversation_id: str | None) -> None:
+        from workbench.tui.core import open_chat_session
+
+        self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id), spec))
+
+    async def on_session_ready(self, message: SessionReady) -> None:
+        if self.session is not None and self.session is not message.session:
+            self.session.close()
+        self.session, self.spec = message.session, message.spec
+        compare = [v for v in message.spec.get("compare") or [] if v in self.session.variants]
+        await self._set_variants(compare if len(compare) > 1 else [])
+        for note in self.session.notices:
+            if note.startswith("warning"):
+                self.notify(note, severity="warning", timeout=6)
+
+    def _show_models(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        line = Text()
+        line.append(f"{s.spec.backend}: ", style="dim")
+        line.append(str(s.spec.base or s.spec.merged or "").rstrip("/").split("/")[-1])
+        line.append("  answering: ", style="dim")
+        if len(self.variants) > 1:
+            line.append(" | ".join(self.variants), style="bold")
+        else:
+            line.append(s.current, style="bold")
+            line.append(f"  ({len(s.variants)} variants; ctrl+t swaps)", style="dim")
+        self.query_one("#models-line", Static).update(line)
+        fmt = s.format
+        system = fmt.format.system
+        shown = (system[:30] + "…") if len(system) > 30 else system
+        self.query_one("#format-line", Static).update(Text.assemble(
+            ("template: ", "dim"), fmt.format.name, (f" ({fmt.source})", "dim"),
+            ("  system: ", "dim"), repr(shown) if system else "(none)"))
+        warning = self.query_one("#format-warning", Static)
+        warning.update(Text(f"⚠ {fmt.warning}", style="bold yellow") if fmt.warning else "")
+        warning.display = bool(fmt.warning)
+
+    def action_models(self) -> None:
+        def chosen(spec: dict | None) -> None:
+            if spec:
+                self.load_models(spec)
+
+        self.app.push_screen(ModelsModal(self.spec, self.app.settings.default_backend), chosen)
+
+    # -- variants ---------------------------------------------------------------------------------------
+    def _need_session(self) -> bool:
+        if self.session is None:
+            self.notify("no model loaded: ctrl+o picks one", severity="warning")
+        return self.session is not None
+
+    async def action_swap(self) -> None:
+        if not self._need_session():
+            return
+        names = list(self.session.variants)
+        name = names[(names.index(self.session.current) + 1) % len(names)]
+        if self.busy:
+            self.session.current = name  # takes effect with the next prompt; this reply keeps its variant
+        else:
+            self.session.switch(name)
+        if len(self.variants) > 1:
+            await self._set_variants([])
+        self._show_models()
+        self.notify(f"now answering: {name}", timeout=2)
+
+    async def action_compare(self) -> None:
+        if not self._need_session():
+            return
+        if len(self.variants) > 1:
+            await self._set_variants([])
+            return
+        names = list(self.session.variants)
+        if len(names) < 2:
+            self.notify("only one variant loaded: attach a checkpoint (ctrl+o)", severity="warning")
+            return
+        options = [(n, n, i < 4) for i, n in enumerate(names)]
+        self.app.push_screen(PickManyModal("Compare: choose 2 to 4 variants", options, least=2, most=4),
+                             self._compare_picked)
+
+    async def _compare_picked(self, picked: list[str] | None) -> None:
+        if picked:
+            await self._set_variants(picked)
+
+    async def _set_variants(self, variants: list[str]) -> None:
+        if variants != self.variants:
+            self.comparisons = []
+        self.variants = variants
+        box = self.query_one("#transcripts", Horizontal)
+        await box.remove_children()
+        if len(variants) > 1:
+            await box.mount_all([Transcript(title=v, id=f"transcript-{i}", classes="compare")
+                                 for i, v in enumerate(variants)])
+        else:
+            transcript = Transcript(id="transcript-0")
+            await box.mount(transcript)
+            if self.session is not None:
+                for m in self.session.messages:  # the conversation so far, after a compare or a reopen
+                    if m["role"] == "user":
+                        transcript.add_user(m["content"])
+                    else:
+                        transcript.add_reply(m["content"], m.get("variant", ""))
+        self._show_models()
+
+    # -- prompting ----------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#prompt")
+    def _send(self, event: Input.Submitted) -> None:
+        prompt = event.value.strip()
+        if not prompt or not self._need_session():
+            return
+        if self.busy:
+            self.notify("still answering (Escape stops it)", severity="warning")
+            return
+        event.input.value = ""
+        self._cancel = threading.Event()
+        self.busy = True
+        if len(self.variants) > 1:
+            ids = {}
+            for i, v in enumerate(self.variants):
+                t = self.query_one(f"#transcript-{i}", Transcript)
+                t.add_user(prompt)
+                ids[v] = t.start_reply()
+            self._compare(self.session, prompt, list(self.variants), ids)
+        else:
+            t = self.query_one("#transcript-0", Transcript)
+            t.add_user(prompt)
+            self._ask(self.session, prompt, t, t.start_reply(), self._cancel)
+
+    @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False, description="Generating")
+    def _ask(self, session, prompt: str, transcript: Transcript, reply_id: int, cancel: threading.Event) -> None:
+        batcher = TokenBatcher(lambda text: transcript.post_message(ReplyChunk(reply_id, text)))
+        start = time.monotonic()
+        try:
+            for piece in session.ask(prompt, cancel):
+                batcher.add(piece)
+            batcher.flush()
+            reply = session.last_reply
+            transcript.post_message(ReplyDone(reply_id, reply_info(session.current, reply,
+                                                                   time.monotonic() - start)))
+        except Exception as exc:  # noqa: BLE001 - shown under the reply itself
+            batcher.flush()
+            transcript.post_message(ReplyDone(reply_id, error=error_text(exc)))
+        finally:
+            self.post_message(Answered())
+
+    @work(thread=True, exclusive=True, group="chat-generate", exit_on_error=False, description="Comparing")
+    def _compare(self, session, prompt: str, variants: list[str], reply_ids: dict[str, int]) -> None:
+        try:
+            self.post_message(Compared(prompt, session.compare(prompt, variants), reply_ids))
+        except Exception as exc:  # noqa: BLE001 - shown under each pane's reply
+            self.post_message(Compared(prompt, [], reply_ids, error=error_text(exc)))
+        finally:
+            self.post_message(Answered())
+
+    def on_compared(self, message: Compared) -> None:
+        panes = {t.title: t for t in self.query(Transcript)}
+        if message.error:
+            for variant, rid in message.reply_ids.items():
+                if variant in panes:
+                    panes[variant].post_message(ReplyDone(rid, error=message.error))
+            return
+        self.comparisons.append((message.prompt, message.replies))
+        for variant, reply in message.replies:
+            pane, rid = panes.get(variant), message.reply_ids.get(variant)
+            if pane is not None and rid is not None:
+                pane.post_message(ReplyChunk(rid, reply.text))
+                pane.post_message(ReplyDone(rid, reply_info(variant, reply)))
+
+    def on_answered(self, _message: Answered) -> None:
+        self.busy = False
+
+    def action_stop(self) -> None:
+        if self.busy:
+            self._cancel.set()
+
+    # -- conversations ------------------------------------------------------------------------------------
+    async def action_new(self) -> None:
+        if self.busy:
+            self._cancel.set()
+        if self.session is not None:
+            self.session.reset()
+        await self._set_variants([])
+
+    def action_open(self) -> None:
+        from workbench.tui.core import list_conversations
+
+        found = list_conversations()
+        if not found:
+            self.notify("no saved conversations yet", severity="warning")
+            return
+        self.app.push_screen(PickModal("Open a conversation", found), self._open)
+
+    def _open(self, conv_id: str | None) -> None:
+        if conv_id:
+            self.load_models(self.spec, conversation_id=conv_id)
+
+    def action_template(self) -> None:
+        if not self._need_session():
+            return
+        from workbench.models.templates import template_names
+
+        self.app.push_screen(PickModal("Chat template", [(n, n) for n in template_names()]),
+                             lambda name: self._refit(template=name) if name else None)
+
+    def action_system(self) -> None:
+        if not self._need_session():
+            return
+        self.app.push_screen(PromptModal("System prompt (empty: none)", self.session.format.format.system),
+                             lambda text: self._refit(system=text) if text is not None else None)
+
+    def _refit(self, template: str | None = None, system: str | None = None) -> None:
+        from workbench.tui.core import refit_format
+
+        try:
+            refit_format(self.session, template=template, system=system)
+        except Exception as exc:  # noqa: BLE001
+            self.app.report_error(exc, "Chat format")
+        self._show_models()

@@ -1,0 +1,310 @@
+"""The Eval screen: choose a run and eval sets, sweep its checkpoints with progress, then the forgetting
+curve (identity, general, leak per checkpoint) as a chart and a table, the verdict, and each
+checkpoint's replies beside the expected answers (Enter on a row).
+
+The sweep, the scores and the verdict are the eval core's (`workbench.evals.evaluate.sweep_report`).
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, ProgressBar, Static
+
+from workbench.tui.app import WorkerErrors
+from workbench.tui.modals import PickManyModal, PickModal, PromptModal
+from workbench.tui.widgets.chart import Chart, Series
+from workbench.tui.widgets.navbar import NavBar
+
+SETS = [("identity", "identity: who the model says it is (and leak on general prompts)"),
+        ("general", "general: facts the base knew (forgetting)")]
+
+
+class SweepProgress(Message):
+    def __init__(self, done: int, total: int, label: str) -> None:
+        super().__init__()
+        self.done, self.total, self.label = done, total, label
+
+
+class SweepDone(Message):
+    def __init__(self, report, expected: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.report, self.expected = report, expected
+
+
+class RunsForEval(Message):
+    def __init__(self, runs: list) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class SweepCancelled(Exception):
+    pass
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+class EvalScreen(WorkerErrors, Screen):
+    BINDINGS = [
+        Binding("o", "choose_run", "Run", id="eval.run"),
+        Binding("e", "choose_sets", "Eval sets", id="eval.sets"),
+        Binding("v", "variables", "Names", id="eval.variables"),
+        Binding("g", "start", "Sweep", id="eval.start"),
+        Binding("x", "cancel", "Cancel sweep", show=False, id="eval.cancel"),
+        Binding("enter", "replies", "Replies", show=False, id="eval.replies"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_id: str | None = None
+        self.run_label = ""
+        self.sets = [s for s, _ in SETS]
+        self.variables: dict[str, str] = {}  # {name}, {org} of the identity answers (default: the run's recipe)
+        self.report = None
+        self.expected: dict[str, list[str]] = {}
+        self._runs: list = []
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("eval")
+        yield Static("", id="eval-target")
+        with Vertical(id="eval-progress-box"):
+            yield ProgressBar(id="eval-progress", show_eta=True)
+            yield Static("", id="eval-progress-label")
+        yield Chart("forgetting curve", lo=0.0, hi=1.0, id="curve")
+        table = DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("checkpoint", "identity", "general", "leak", "loop", "flags")
+        yield table
+        yield Static("", id="verdict")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#eval-progress-box").display = False
+        self._list_runs()
+        self._show_target()
+
+    def palette_commands(self) -> list:
+        return [
+            ("eval: Choose the run to sweep…", self.action_choose_run, "Its checkpoints become the curve"),
+            ("eval: Choose eval sets…", self.action_choose_sets, "identity, general"),
+            ("eval: Start the sweep", self.action_start, "Score base + every checkpoint"),
+            ("eval: Show the selected checkpoint's replies", self.action_replies, "Beside the expected answers"),
+        ]
+
+    def on_screen_resume(self) -> None:
+        run_id = self.app.pending.pop("eval", None)
+        if run_id:
+            self.run_id = self.run_label = str(run_id)
+            self._list_runs()
+
+    def _show_target(self) -> None:
+        run = f"run {self.run_label}" if self.run_id else "no run chosen (o)"
+        names = " ".join(f"{k}={v}" for k, v in self.variables.items())
+        self.query_one("#eval-target", Static).update(Text.assemble(
+            (run, "bold"), ("  sets: ", "dim"), ", ".join(self.sets), ("  " + names if names else "", "dim"),
+            ("   g starts the sweep", "dim")))
+
+    @work(thread=True, exclusive=True, group="eval-runs", exit_on_error=False, description="Listing runs")
+    def _list_runs(self) -> None:
+        from workbench.runs import registry
+
+        self.post_message(RunsForEval(registry.list_runs()))
+
+    def on_runs_for_eval(self, message: RunsForEval) -> None:
+        self._runs = list(reversed(message.runs))
+        wanted = self.run_id or self.app.select_run
+        for run in self._runs:
+            if wanted in (run.id, run.name) or (self.run_id is None and wanted is None):
+                self.run_id, self.run_label = run.id, f"{run.id} ({run.name})"
+                break
+        self._show_target()
+
+    def action_choose_run(self) -> None:
+        if not self._runs:
+            self.notify("no runs yet (start one on the Runs screen)", severity="warning")
+            self._list_runs()
+            return
+        options = [(r.id, f"{r.id}  {r.name}  {r.status}") for r in self._runs]
+
+        def chosen(run_id: str | None) -> None:
+            if run_id:
+                run = next(r for r in self._runs if r.id == run_id)
+                self.run_id, self.run_label = run.id, f"{run.id} ({run.name})"
+                self._show_target()
+
+        self.app.push_screen(PickModal("Run to sweep", options), chosen)
+
+    def action_choose_sets(self) -> None:
+        def chosen(sets: list[str] | None) -> None:
+            if sets:
+                self.sets = sets
+                self._show_target()
+
+        options = [(s, label, s in self.sets) for s, label in SETS]
+        self.app.push_screen(PickManyModal("Eval sets", options, least=1), chosen)
+
+    def action_variables(self) -> None:
+        current = " ".join(f"{k}={v}" for k, v in self.variables.items())
+        self.app.push_screen(PromptModal("Identity answer variables", current, "name=Tutu org=Workbench Lab",
+                                         "Fill {name} and {org} in the identity answers (default: the run's "
+                                         "dataset recipe)"), self._variables)
+
+    def _variables(self, text: str | None) -> None:
+        if text is None:
+            return
+        from workbench.tui.core import parse_variables
+
+        try:
+            self.variables = parse_variables(text)
+        except Exception as exc:  # noqa: BLE001
+            self.app.report_error(exc, "Variables")
+        self._show_target()
+
+    def action_start(self) -> None:
+        if self.run_id is None:
+            self.notify("choose a run first (o)", severity="warning")
+            return
+        box = self.query_one("#eval-progress-box")
+        box.display = True
+        self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#eval-progress-label", Static).update("loading…")
+        self._sweep(self.run_id, list(self.sets), dict(self.variables))
+
+    @work(thread=True, exclusive=True, group="eval-sweep", exit_on_error=False, description="Sweeping")
+    def _sweep(self, run_id: str, sets: list[str], variables: dict[str, str]) -> None:
+        from textual.worker import get_current_worker
+
+        from workbench.tui.core import sweep_run
+
+        worker = get_current_worker()
+
+        def progress(done: int, total: int, label: str) -> None:
+            if worker.is_cancelled:  # stops the sweep at its next step; what it generated stays cached
+                raise SweepCancelled()
+            self.post_message(SweepProgress(done, total, label))
+
+        try:
+            report, expected = sweep_run(run_id, sets, progress, self.app.settings, variables)
+        except SweepCancelled:
+            return
+        finally:
+            self.post_message(SweepProgress(-1, 0, ""))
+        self.post_message(SweepDone(report, expected))
+
+    def on_sweep_progress(self, message: SweepProgress) -> None:
+        if message.done < 0:  # the sweep ended (or failed): hide the bar
+            self.query_one("#eval-progress-box").display = False
+            return
+        self.query_one("#eval-progress", ProgressBar).update(total=message.total or None, progress=message.done)
+        self.query_one("#eval-progress-label", Static).update(message.label)
+
+    def action_cancel(self) -> None:
+        cancelled = self.workers.cancel_group(self, "eval-sweep")
+        if cancelled:
+            self.notify("sweep cancelled (replies generated so far are cached)")
+            self.query_one("#eval-progress-box").display = False
+
+    def on_sweep_done(self, message: SweepDone) -> None:
+        self.query_one("#eval-progress-box").display = False
+        self.show_report(message.report, message.expected)
+
+    def show_report(self, report, expected: dict[str, list[str]] | None = None) -> None:
+        """Show a finished report: curve, table, verdict."""
+        self.report, self.expected = report, expected or {}
+        template = report.meta.get("template")
+        rows = [r for r in report.rows if template is None or r.template == template] or report.rows
+        xs = list(range(len(rows)))
+        self.query_one("#curve", Chart).set_series([
+            Series("identity", [r.agg.identity for r in rows], "green", xs),
+            Series("general", [r.agg.general for r in rows], "cyan", xs),
+            Series("leak", [r.agg.leak for r in rows], "red", xs),
+        ])
+        verdict = report.verdict
+        table = self.query_one("#eval-table", DataTable)
+        table.clear()
+        for r in rows:
+            flags = ", ".join(verdict.flags.get(r.name, [])) if verdict else ""
+            name = Text(r.name + (" ★" if verdict and verdict.recommended == r.name else ""),
+                        style="bold green" if verdict and verdict.recommended == r.name else "")
+            table.add_row(name, pct(r.agg.identity), pct(r.agg.general), pct(r.agg.leak), pct(r.agg.loop),
+                          flags, key=r.name)
+        self._rows = rows
+        if verdict is not None:
+            head = f"verdict: ship {verdict.recommended}" if verdict.recommended else f"verdict: {verdict.status}"
+            self.query_one("#verdict", Static).update(Text.assemble((head, "bold"), "  " + verdict.explanation))
+        for w in report.warnings:
+            self.notify(w, severity="warning", timeout=6)
+
+    def action_replies(self) -> None:
+        if self.report is None:
+            return
+        table = self.query_one("#eval-table", DataTable)
+        if table.cursor_row is None or table.cursor_row >= len(self._rows):
+            return
+        self.app.push_screen(RepliesScreen(self._rows[table.cursor_row], self.expected))
+
+    @on(DataTable.RowSelected, "#eval-table")
+    def _row_selected(self) -> None:
+        self.action_replies()
+
+
+class RepliesScreen(ModalScreen):
+    """One checkpoint's replies, each beside the expected answer, failures first."""
+
+    DEFAULT_CSS = """
+    RepliesScreen { align: center middle; }
+    RepliesScreen > Vertical { width: 100%; height: 100%; border: thick $accent; background: $surface; }
+    RepliesScreen DataTable { height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close", id="replies.close"),
+        Binding("f", "toggle_failed", "Failures only", id="replies.failed"),
+    ]
+
+    def __init__(self, row, expected: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.row, self.expected = row, expected
+        self.failed_only = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"{self.row.name}: replies (f: failures only, Escape: close)", id="replies-title")
+            table = DataTable(id="replies-table", cursor_type="row", zebra_stripes=True)
+            table.add_columns("", "prompt", "expected", "reply")
+            yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        items = sorted(self.row.items, key=lambda s: (s.passed, s.kind, s.id))
+        for s in items:
+            if self.failed_only and s.passed and not s.leak:
+                continue
+            mark = Text("✓", style="green") if s.passed and not s.leak else Text(
+                "leak" if s.leak else "loop" if s.loop else "✗", style="bold red")
+            expected = s.matched or " | ".join(self.expected.get(s.id, [])[:2])
+            table.add_row(mark, _cut(s.prompt, 24), _cut(expected, 18), _cut(s.response, 60))
+        self.query_one(DataTable).focus()
+
+    def action_toggle_failed(self) -> None:
+        self.failed_only = not self.failed_only
+        self._fill()
+
+    def action_dismiss(self) -> None:
+        self.dismiss(None)
+
+
+def _cut(text: str, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
