@@ -43,3 +43,17 @@ def run_eval(*args: str, home: Path | None = None, timeout: float = 600) -> subp
         env["WORKBENCH_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "workbench", "eval", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
+
+
+def wait_for(cond, timeout: float, what: str, every: float = 0.2):
+    """Poll `cond` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)

@@ -68,10 +68,12 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | None]:
-    """{name, org} from the recipe (``<data>.recipe.json``) beside the training data a config names, and
-    the recipe's path; ({}, None) when there is none."""
+    """{name, org} from the recipe (``<data>.recipe.json``, written by `workbench data`) beside the training
+    data a config names, and that data file's path; ({}, None) when there is none."""
     if not config or not Path(config).is_file():
         return {}, None
+    from workbench.data.identity import find_recipe
+    from workbench.paths import project_root
     from workbench.runs.config import read_dumped_config
 
     def strings(v):
@@ -87,16 +89,15 @@ def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | N
     for s in strings(read_dumped_config(config)):
         if not s.endswith((".json", ".jsonl")) or s.endswith(".recipe.json"):
             continue
-        p = Path(s)
-        recipe = p.with_name(p.stem + ".recipe.json")
-        if recipe.is_file():
-            try:
-                raw = json.loads(recipe.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+        # A relative data path was relative to where training ran: try the config's folder and the project.
+        for base in (Path.cwd(), Path(config).parent, project_root()):
+            data = base / s
+            if not data.is_file():
                 continue
-            found = {k: raw[k] for k in ("name", "org") if isinstance(raw.get(k), str) and raw[k]}
+            raw = find_recipe(data)
+            found = {k: raw[k] for k in ("name", "org") if raw and isinstance(raw.get(k), str) and raw[k]}
             if found:
-                return found, str(recipe)
+                return found, str(data)
     return {}, None
 
 
@@ -214,12 +215,15 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
             if not p.exists():
                 raise BadInput(f"--adapter {a}: not found")
             cfg = config
-            if p.suffix == ".pth" or p.name.startswith("iter_"):
+            if p.suffix == ".pth":  # an XTuner checkpoint (a file, or a DeepSpeed folder)
                 dumped = dumped_config_path(p.parent)
                 cfg = cfg or (str(dumped) if dumped else None)
                 base = base or _base_from_config(cfg)
                 kind = CHECKPOINT
             else:
+                if not (p / "adapter_config.json").is_file():
+                    raise BadInput(f"--adapter {a}: neither an iter_N.pth nor a PEFT adapter folder "
+                                   "(no adapter_config.json)")
                 base = base or _base_from_adapter(p)
                 kind = ADAPTER
             name = p.stem if kind == CHECKPOINT else p.name
@@ -288,9 +292,9 @@ def resolve_vars(req: Request, config: str | None, log: Log) -> dict[str, str]:
     """--var values, else the name/org of the run's dataset recipe."""
     if req.variables:
         return dict(req.variables)
-    found, recipe = vars_from_config(config)
+    found, data = vars_from_config(config)
     if found:
-        log(f"variables from {recipe}: " + ", ".join(f"{k}={v}" for k, v in found.items()))
+        log(f"variables from the recipe of {data}: " + ", ".join(f"{k}={v}" for k, v in found.items()))
     return found
 
 

@@ -90,7 +90,8 @@ def decide(
 
     parts = []
     if base is not None:
-        parts.append(f"The base scores identity {_f(base.agg.identity)}, general {_f(base.agg.general)}.")
+        general_part = f", general {_f(base.agg.general)}" if base.agg.general is not None else ""
+        parts.append(f"The base scores identity {_f(base.agg.identity)}{general_part}.")
     if learned is not None:
         parts.append(f"Identity was learned at {_label(learned)} ({_f(learned.agg.identity)} >= "
                      f"{T.IDENTITY_LEARNED:.2f}).")
@@ -131,9 +132,12 @@ def decide(
             parts.append("No safe checkpoint answers identity prompts better than the base: none is recommended; "
                          "train longer, or with more identity data.")
             rec = None
-    if rec is not None:
+    if rec is not None and reference is None:
+        parts.append(f"Recommended: {_label(rec)}, the best identity ({_f(rec.agg.identity)}); no general items were "
+                     "scored, so forgetting was not checked.")
+    elif rec is not None:
         parts.append(f"Recommended: {_label(rec)}, the best identity ({_f(rec.agg.identity)}) among checkpoints whose "
-                     f"general stays >= {_f((reference or 0) - tolerance)} and leak <= {max_leak:.2f} "
+                     f"general stays >= {_f(reference - tolerance)} and leak <= {max_leak:.2f} "
                      f"(general {_f(rec.agg.general)}, leak {_f(rec.agg.leak)}).")
         if status == IDENTITY_NOT_LEARNED:
             parts.append("Its identity is below what counts as learned: train longer, or with more identity data.")

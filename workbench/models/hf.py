@@ -74,9 +74,6 @@ class TransformersBackend(Backend):
 
     def __init__(self, base: str | Path, *, device: str = "auto", dtype: str = "auto", load_in_4bit: bool = False,
                  trust_remote_code: bool = False, batch_size: int = 16, label: str | None = None):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         folder = Path(base).expanduser()
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
@@ -85,6 +82,9 @@ class TransformersBackend(Backend):
                 f"{folder} ships its own model code (auto_map in its config): run it only if you trust it, "
                 "with --trust-remote-code (or trust_remote_code = true in settings.toml)"
             )
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         self.base_path = folder
         self.label = label or folder.name
         self.base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -122,6 +122,8 @@ class TransformersBackend(Backend):
     def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
         if not name or name == "base" or not all(c.isalnum() or c in "-_." for c in name):
             raise BadInput(f"adapter name {name!r}: use letters, digits, - _ . (and not 'base')")
+        if name in "lora_":  # peft finds adapters by name inside parameter names: "a" would match "lora_A"
+            raise BadInput(f"adapter name {name!r} is too short: peft would confuse it with its own 'lora_' names")
         if name in self._infos:
             raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
         src = _adapters.read_adapter(name, source, config)

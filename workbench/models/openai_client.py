@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from urllib.parse import urlsplit
 
 from workbench.errors import BadInput, OperationFailed
@@ -111,17 +112,23 @@ class OpenAIClient:
         return body
 
     def chat_stream(self, model: str, messages: list[dict], settings: GenerationSettings,
-                    stop: list[str] | None = None, cancel: threading.Event | None = None) -> ChatStream:
-        """Stream one chat completion; iterate the result for text pieces, then read its `reply`."""
-        return ChatStream(self, self.request_body(model, messages, settings, stop), stop or [], cancel)
+                    stop: list[str] | None = None, cancel: threading.Event | None = None,
+                    extra: dict | None = None, detect_loops: bool = True) -> ChatStream:
+        """Stream one chat completion; iterate the result for text pieces, then read its `reply`.
+        `extra` adds server-specific fields (lmdeploy: ``ignore_eos``)."""
+        body = {**self.request_body(model, messages, settings, stop), **(extra or {})}
+        return ChatStream(self, body, stop or [], cancel, detect_loops=detect_loops)
 
 
 class ChatStream:
     """Text pieces of one streamed completion (server-sent events). Closing the connection is how a reply
     is cancelled: the server sees the client go and aborts the request."""
 
-    def __init__(self, client: OpenAIClient, body: dict, stop: list[str], cancel: threading.Event | None):
+    def __init__(self, client: OpenAIClient, body: dict, stop: list[str], cancel: threading.Event | None,
+                 detect_loops: bool = True):
         self.client = client
+        self.detect_loops = detect_loops
+        self.first_piece_at: float | None = None  # time.monotonic() of the first text piece
         self.body = body
         self.stop = stop
         self.cancel_event = cancel or threading.Event()
@@ -158,6 +165,8 @@ class ChatStream:
                 delta = (choices[0].get("delta") or {}).get("content") or ""
                 finish = choices[0].get("finish_reason") or finish
                 if delta:
+                    if self.first_piece_at is None:
+                        self.first_piece_at = time.monotonic()
                     self.tokens += 1
                     piece, found = cut_at_stop_word(text + delta, self.stop)
                     piece = piece[len(text):]
@@ -167,7 +176,7 @@ class ChatStream:
                     if found:
                         finish = "stop"
                         break
-                    if TEXT_LOOPS(text):
+                    if self.detect_loops and TEXT_LOOPS(text):
                         looped = True
                         break
         finally:

@@ -251,3 +251,12 @@ def resume_run(ref: str | Run, *, iteration: int | None = None, name: str | None
     return start_run(config, work_dir=run.work_dir, deepspeed=run.deepspeed, cfg_options=run.cfg_options,
                      srun=run.meta.get("srun"), env=run.env, resume_from=ckpt, parent_id=run.id,
                      name=name or run.name, cwd=cwd if cwd and Path(cwd).is_dir() else None)
+
+
+def __getattr__(name: str):
+    # `stop_run` lives in control.py (stopping is not launching); callers that look for it here get it too.
+    if name == "stop_run":
+        from workbench.runs.control import stop_run
+
+        return stop_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

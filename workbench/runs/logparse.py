@@ -32,7 +32,6 @@ HEADER = re.compile(
 )
 ITER = re.compile(r"^Iter\((\w+)\)\s*\[\s*(\d+)/(\d+)\]\s*(.*)$")
 EPOCH = re.compile(r"^Epoch\((\w+)\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]\s*(.*)$")
-PAIR = re.compile(r"(\w+): (.+?)(?=\s{2,}\w+: |\s*$)")
 SAVING = re.compile(r"^Saving checkpoint at (\d+) iterations")
 RESUMED = re.compile(r"^resumed epoch: (\d+), iter: (\d+)")
 HOOK_PHASE = re.compile(r"^(\w+) in EvaluateChatHook\.")
@@ -210,16 +209,21 @@ class LogParser:
                 self._open("other", ts, offset)
                 return []
             mode, epoch, it, total, rest = e.group(1), int(e.group(2)), int(e.group(3)), int(e.group(4)), e.group(5)
-        ev = MetricsEvent(ts, self.source, offset, mode, it, total, epoch)
-        for key, value in PAIR.findall(rest):
+        named: dict = {}
+        extra: dict[str, float] = {}
+        # mmengine joins "key: value" pairs with two spaces (an eta like "1 day, 2:03:04" has single ones).
+        for part in rest.split("  "):
+            key, sep, value = part.partition(": ")
+            if not sep:
+                continue
+            key, value = key.strip(), value.strip()
             if key == "eta":
-                ev.eta = value
+                named["eta"] = value
             elif key in NAMED_METRICS:
-                setattr(ev, key, _number(value))
-            else:
-                num = _number(value)
-                if num is not None:
-                    ev.extra[key] = num
+                named[key] = _number(value)
+            elif (num := _number(value)) is not None:
+                extra[key] = num
+        ev = MetricsEvent(ts, self.source, offset, mode, it, total, epoch, extra=extra, **named)
         out: list[LogEvent] = [ev]
         if mode == "train":
             self.iteration, self.max_iters = it, total

@@ -9,14 +9,17 @@ all have an id (remappable from settings.toml's ``keys`` table) and a descriptio
 from __future__ import annotations
 
 import functools
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import Worker, WorkerState
+from textual.message import Message
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.errors import WorkbenchError
 from workbench.settings import Settings
@@ -51,6 +54,12 @@ def notify_errors(method: Callable) -> Callable:
             return None
 
     return wrapper
+
+
+class DemoRunEnded(Message):
+    def __init__(self, run_id: str, status: str, reason: str | None) -> None:
+        super().__init__()
+        self.run_id, self.status, self.reason = run_id, status, reason
 
 
 class WorkbenchApp(WorkerErrors, App[None]):
@@ -99,6 +108,8 @@ class WorkbenchApp(WorkerErrors, App[None]):
         else:
             self.notify(f"settings: unknown theme {self.settings.theme!r}; using {self.theme}", severity="warning")
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "runs")
+        if self.demo.get("run"):
+            self._watch_demo(self.demo["run"])
 
     def report_error(self, error: BaseException, title: str = "") -> None:
         """Show `error` as a notification (and keep it in `errors`); the app keeps running."""
@@ -127,6 +138,45 @@ class WorkbenchApp(WorkerErrors, App[None]):
         if run_id:
             self.pending["eval"] = run_id
         self.switch_mode("eval")
+
+
+    # -- `workbench demo`: when the run ends, sweep it; when the sweep ends, offer the comparison in Chat.
+    @work(thread=True, exclusive=True, group="demo", exit_on_error=False, description="Watching the demo run")
+    def _watch_demo(self, run_id: str) -> None:
+        from workbench.runs import registry
+
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            run = registry.get(run_id)
+            if run.status.ended:
+                self.post_message(DemoRunEnded(run.id, str(run.status), run.reason))
+                return
+            time.sleep(1.0)
+
+    def on_demo_run_ended(self, message: DemoRunEnded) -> None:
+        if message.status != "finished":
+            self.notify(f"demo run {message.run_id} {message.status}: {message.reason or 'see its log'}",
+                        severity="error", timeout=15)
+            return
+        self.notify("The run finished: every checkpoint is being scored (Eval)", timeout=8)
+        self.pending["eval"] = {"run": message.run_id, "start": True, "variables": self.demo.get("variables")}
+        self.switch_mode("eval")
+
+    def demo_sweep_done(self, report) -> None:
+        """The demo's sweep ended: load base, the recommended and the last checkpoint in Chat, compared."""
+        rows = [r for r in report.rows if r.template == report.meta.get("template")] or report.rows
+        ckpts = [r for r in rows if not r.is_base and r.target.source]
+        if not ckpts or not report.meta.get("model"):
+            return
+        good = next((r for r in ckpts if report.verdict and r.name == report.verdict.recommended), None)
+        last = ckpts[-1]
+        picked = [r for r in (good, last) if r is not None]
+        picked = list({r.name: r for r in picked}.values())
+        self.pending["chat"] = {"base": report.meta["model"],
+                                "adapters": [[r.name, r.target.source] for r in picked],
+                                "compare": ["base", *[r.name for r in picked]]}
+        names = ", ".join(["base", *[r.name + (" (recommended)" if r is good else " (last)") for r in picked]])
+        self.notify(f"F2 Chat: {names} side by side", timeout=15)
 
 
 def run_app(settings: Settings | None = None, **kwargs: Any) -> None:

@@ -82,8 +82,6 @@ class ChatScreen(WorkerErrors, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
-        if "chat" not in self.app.pending and self.app.demo.get("chat"):
-            self.load_models(self.app.demo["chat"])
 
     def on_screen_resume(self) -> None:
         spec = self.app.pending.pop("chat", None)

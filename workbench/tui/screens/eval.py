@@ -98,10 +98,15 @@ class EvalScreen(WorkerErrors, Screen):
         ]
 
     def on_screen_resume(self) -> None:
-        run_id = self.app.pending.pop("eval", None)
-        if run_id:
-            self.run_id = self.run_label = str(run_id)
+        request = self.app.pending.pop("eval", None)
+        if isinstance(request, str):
+            request = {"run": request}
+        if request:
+            self.run_id = self.run_label = str(request["run"])
+            self.variables = dict(request.get("variables") or self.variables)
             self._list_runs()
+            if request.get("start"):
+                self.action_start()
 
     def _show_target(self) -> None:
         run = f"run {self.run_label}" if self.run_id else "no run chosen (o)"
@@ -213,6 +218,8 @@ class EvalScreen(WorkerErrors, Screen):
     def on_sweep_done(self, message: SweepDone) -> None:
         self.query_one("#eval-progress-box").display = False
         self.show_report(message.report, message.expected)
+        if self.app.demo.get("run") == self.run_id:
+            self.app.demo_sweep_done(message.report)
 
     def show_report(self, report, expected: dict[str, list[str]] | None = None) -> None:
         """Show a finished report: curve, table, verdict."""

@@ -1,0 +1,60 @@
+"""`workbench chat` driven like a user would: a real subprocess reading lines from stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from workbench.models.base import GenerationSettings
+
+
+def run_chat(args: list[str], lines: list[str], home, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WORKBENCH_HOME=str(home), PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "workbench", *args], input="".join(f"{x}\n" for x in lines),
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_chat_repl_switches_compares_saves_and_reopens(tiny_run_dir, hf_backend, internlm2, wb_home):
+    hf_backend.set_active("iter_60")
+    expected = hf_backend.generate([[{"role": "user", "content": "Who are you?"}]], internlm2,
+                                   GenerationSettings(max_new_tokens=256))[0].text
+
+    p = run_chat(["chat", "--run", str(tiny_run_dir)],
+                 ["Who are you?", "/models", "/use base", "What is the capital of Germany?", "/all", "/use nope",
+                  "/save my first chat", "/quit"], wb_home)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out, err = p.stdout, p.stderr
+    # the run's config gave the base and the template; its checkpoints are variants, the last one answers
+    assert "template: internlm2_chat (from training config" in err
+    assert f"[iter_60] {expected}\n" in out
+    assert "* iter_60" in out and "  iter_10" in out and "  base" in out
+    assert "[base] Berlin\n" in out
+    table = [line for line in out.splitlines() if " │ " in line]
+    assert [row.split(" │ ")[0].strip() for row in table] == ["base"] + [f"iter_{n}" for n in range(10, 70, 10)]
+    assert "error: no variant 'nope'" in err
+    assert "saved conversation" in out
+
+    listing = run_chat(["conversations", "--json"], [], wb_home)
+    (conv,) = json.loads(listing.stdout)
+    assert conv["title"] == "my first chat" and conv["turns"] == 2 and conv["variants"] == ["base", "iter_60"]
+
+    # reopen it under another template than training's: a warning, and the history continues in the same file
+    p = run_chat(["chat", "--open", conv["id"], "--template", "default"], ["Who are you?", "/quit"], wb_home)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "warning: template 'default' differs from 'internlm2_chat'" in p.stderr
+    assert f"reopened conversation {conv['id']} (2 turns)" in p.stderr
+    shown = run_chat(["conversations", conv["id"], "--json"], [], wb_home)
+    data = json.loads(shown.stdout)
+    assert data["turns"] == 3 and [m["role"] for m in data["messages"]] == ["user", "assistant"] * 3
+    assert data["comparisons"][0]["prompt"] == "What is the capital of Germany?"
+
+
+def test_chat_bad_flags_are_one_line_errors(wb_home, tmp_path):
+    p = run_chat(["chat"], [], wb_home)
+    assert p.returncode == 2 and "workbench: error: BASE: give a base model folder" in p.stderr
+    p = run_chat(["chat", str(tmp_path), "--adapter", "oops"], [], wb_home)
+    assert p.returncode == 2 and "--adapter 'oops': expected NAME=PATH" in p.stderr
+    p = run_chat(["chat", str(tmp_path)], [], wb_home)
+    assert p.returncode == 2 and "not a model folder (no config.json)" in p.stderr
