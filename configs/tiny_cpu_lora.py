@@ -1,13 +1,17 @@
 # workbench: tiny_cpu_lora.py
-# What it is for: a real XTuner LoRA fine-tune of the embedded tiny world on the CPU (fp32, 2 cores,
-# well under two minutes). It teaches the tiny model an identity from data that MIXES general facts into
-# the identity conversations (the seeds' remedy against forgetting), and saves a checkpoint every 10
-# iterations so the sweep can score each one. The demo and the tests use it.
+# What it is for: a real XTuner LoRA fine-tune of the embedded tiny world on the CPU (fp32, 2 cores, well
+# under two minutes). It teaches the tiny model an identity ("Tutu"'s assistant, made by "Workbench Lab") from
+# data that MIXES general facts into the identity conversations (the seeds' remedy against forgetting), and
+# saves a checkpoint every 10 iterations, 60 in all, so a sweep can score each one. The tests use it as a
+# quick real run; tiny_cpu_overfit.py is the long identity-only run that shows forgetting.
 #
 # Paths are not hard-coded to one machine:
 #   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only` prints it)
-#   WORKBENCH_DATA    training data, OpenAI messages JSON (default: data/tiny_identity_mix.json beside this file)
-# Anything else: `workbench train configs/tiny_cpu_lora.py --cfg-options max_iters=... lr=...`.
+#   WORKBENCH_DATA    training data, OpenAI messages JSON (default: data/tiny_identity_mix.json beside this file,
+#                     made by `workbench data identity --recipe data/tiny_identity_mix.recipe.json ...`)
+# Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=120
+# optim_wrapper.optimizer.lr=1e-3 (top-level names such as `lr` are copied into the dicts below when this file
+# is read, so overriding them afterwards changes nothing).
 from datasets import load_dataset
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
@@ -31,25 +35,21 @@ from xtuner.utils import PROMPT_TEMPLATE
 # "lazy import" mode, where every imported name is a placeholder until the config is built, so
 # `os.environ` could not be called here (and `{{ fileDirname }}` is not substituted in that mode).
 _os = __import__("os")
-_home = _os.environ.get("WORKBENCH_HOME")
-pretrained_model_name_or_path = _os.environ.get("WORKBENCH_MODEL") or (
-    _os.path.join(_home, "cache", "tiny-world", "current")
-    if _home
-    else _os.path.join(_os.path.expanduser("~"), ".cache", "workbench", "tiny-world", "current")
-)
-data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_mix.json")
-del _os, _home  # a module object cannot be copied into the run's config
+_cache = _os.path.join(_os.environ["WORKBENCH_HOME"], "cache") if _os.environ.get("WORKBENCH_HOME") else _os.path.expanduser("~/.cache/workbench")
+pretrained_model_name_or_path = _os.environ.get("WORKBENCH_MODEL") or _os.path.join(_cache, "tiny-world", "current")  # workbench:model
+data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_mix.json")  # workbench:data
+del _os, _cache  # a module object cannot be copied into the run's config
 # The tiny world speaks InternLM2's chat format: train with the template it will be chatted with.
 prompt_template = PROMPT_TEMPLATE.internlm2_chat
 max_length = 128
 pack_to_max_length = False
 
-batch_size = 8  # per device
+batch_size = 16  # per device
 accumulative_counts = 1  # one device: every iteration is an optimizer step
 dataloader_num_workers = 0
 max_iters = 60
 optim_type = AdamW
-lr = 1e-3
+lr = 3e-3  # LoRA r=8 on a 3M-parameter model: measured in docs/data.md
 betas = (0.9, 0.999)
 weight_decay = 0
 max_norm = 1
@@ -58,7 +58,7 @@ warmup_iters = 5
 save_steps = 10
 save_total_limit = -1  # keep every checkpoint: the sweep compares them all
 
-evaluation_freq = 10  # aligned with save_steps: the hook writes its eval files at checkpoint iterations
+evaluation_freq = 10  # equal to save_steps: the hook writes its eval files only at checkpoint iterations
 SYSTEM = ""
 evaluation_inputs = ["你是谁", "Who are you?", "中国的首都是哪里？", "What is the capital of Germany?"]
 
@@ -106,6 +106,7 @@ train_dataset = dict(
     shuffle_before_pack=True,
     pack_to_max_length=pack_to_max_length,
     use_varlen_attn=False,
+    map_num_proc=1,  # a few hundred short conversations: 32 worker processes (the default) only cost time
 )
 
 train_dataloader = dict(

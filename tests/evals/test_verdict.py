@@ -86,3 +86,9 @@ def test_only_a_base_row_has_nothing_to_compare():
 def test_looping_checkpoints_are_flagged():
     v = V.decide([row(None, 0, 1.0), row(10, 1.0, 1.0, loop=0.3)])
     assert v.flags["iter_10"] == ["looping"]
+
+
+def test_identity_learned_only_after_forgetting_advises_a_gentler_run():
+    v = V.decide([row(None, 0.0, 1.0), row(20, 0.0, 0.99), row(40, 0.45, 0.93, leak=0.05), row(60, 0.85, 0.54, leak=0.4)])
+    assert v.recommended is None and "lower the learning rate" in v.explanation
+    assert v.identity_learned_at == "iter_60" and v.general_broke_at == "iter_40"

@@ -1,4 +1,4 @@
-"""Real detached XTuner runs on the tiny world: survive the launcher, stop, crash, resume.
+"""Real detached XTuner runs on the tiny world: survive the launcher (SIGHUP, SIGKILL), stop, crash, resume.
 
 Each run is started through the real `workbench` CLI in a subprocess, with its own WORKBENCH_HOME.
 """
@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -45,30 +46,50 @@ def training_started(home: Path, run_id: str) -> bool:
     return log.exists() and "Iter(train)" in log.read_text(errors="replace")
 
 
+def controlling_tty():  # runs in the child after setsid(): the pty becomes its controlling terminal
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @pytest.fixture(scope="module")
 def finished_run(home, env, tmp_path_factory) -> dict:
-    """A 30-iteration run (checkpoint every 10) whose launcher is SIGKILLed while it trains."""
+    """A 30-iteration run (checkpoint every 10) whose launcher's terminal hangs up while it trains.
+
+    The launcher (`workbench train --follow`) runs on a pseudo-terminal; closing the terminal's master side
+    is what an SSH drop does: the kernel sends SIGHUP to the terminal's session.
+    """
     work = tmp_path_factory.mktemp("finished") / "work"
-    out = work.parent / "launcher.out"
-    with open(out, "w") as stdout, open(work.parent / "launcher.err", "w") as stderr:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "workbench", "train", str(TINY_CONFIG), "--work-dir", str(work),
-             "--cfg-options", "train_cfg.max_iters=30", "--follow"],
-            stdout=stdout, stderr=stderr, env=dict(env, WORKBENCH_HOME=str(home)))
+    master, slave = pty.openpty()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "train", str(TINY_CONFIG), "--work-dir", str(work),
+         "--cfg-options", "train_cfg.max_iters=30", "--follow"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=controlling_tty,
+        env=dict(env, WORKBENCH_HOME=str(home)))
+    os.close(slave)
+    seen = bytearray()
+
+    def read_terminal():
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                seen.extend(os.read(master, 65536))
+            except OSError:
+                return False
+        return b"iter " in seen  # --follow printed a parsed metrics line: training is under way
+
     try:
-        run_id = wait_for(lambda: (out.read_text().split() or [None])[0], 120, "the run id")
-        wait_for(lambda: training_started(home, run_id), RUN_DEADLINE_S, "training to start")
-        assert launcher.poll() is None, "the launcher should still be following the run"
-        launcher.send_signal(signal.SIGKILL)
-        assert launcher.wait(timeout=30) == -signal.SIGKILL
+        wait_for(read_terminal, RUN_DEADLINE_S, "the launcher to show training", every=0)
+        # stdout's first line is the run id (stderr's warnings and hints share the terminal)
+        run_id = re.search(r"^([0-9a-f]{6})\r?$", seen.decode(errors="replace"), re.M).group(1)
+        os.close(master)  # the connection drops
+        hung_up = launcher.wait(timeout=30)
     finally:
         if launcher.poll() is None:
             launcher.kill()
     record = wait_ended(run_id, home)
-    return {"id": run_id, "work": work, "record": record}
+    return {"id": run_id, "work": work, "record": record, "launcher_exit": hung_up}
 
 
-def test_a_run_survives_sigkill_of_its_launcher_and_finishes(finished_run):
+def test_a_run_survives_the_hangup_of_its_terminal_and_finishes(finished_run):
+    assert finished_run["launcher_exit"] == -signal.SIGHUP
     record = finished_run["record"]
     assert (record["status"], record["exit_code"], record["reason"]) == ("finished", 0, None)
     assert record["ended_at"] > record["started_at"]
@@ -100,41 +121,6 @@ def test_checkpoints_of_the_run_are_listed(finished_run, home):
     ckpts = json.loads(cli("checkpoints", finished_run["id"], "--json", home=home, check=True).stdout)
     assert [(c["iteration"], c["is_last"], c["converted"]) for c in ckpts] == [
         (10, False, False), (20, False, False), (30, True, False)]
-
-
-def test_a_run_survives_the_hangup_of_its_terminal(home, env, tmp_path):
-    """Close the launcher's terminal as an SSH drop does: the launcher gets SIGHUP, the run goes on."""
-    master, slave = pty.openpty()
-
-    def controlling_tty():  # runs in the child after setsid(): the pty becomes its terminal
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "workbench", "train", str(TINY_CONFIG), "--work-dir", str(tmp_path / "work"),
-         "--cfg-options", "train_cfg.max_iters=10", "--follow"],
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=controlling_tty,
-        env=dict(env, WORKBENCH_HOME=str(home)))
-    os.close(slave)
-    seen = bytearray()
-
-    def read_terminal():
-        if select.select([master], [], [], 0.2)[0]:
-            try:
-                seen.extend(os.read(master, 65536))
-            except OSError:
-                return False
-        return b"iter " in seen  # --follow printed a parsed metrics line: training is under way
-
-    try:
-        wait_for(read_terminal, RUN_DEADLINE_S, "the launcher to show training", every=0)
-        run_id = seen.decode(errors="replace").split()[0]
-        os.close(master)  # the connection drops
-        assert launcher.wait(timeout=30) == -signal.SIGHUP
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-    record = wait_ended(run_id, home)
-    assert (record["status"], record["exit_code"]) == ("finished", 0)
 
 
 def test_stop_ends_the_run_and_every_process_of_its_session(home, env, tmp_path):
@@ -169,17 +155,28 @@ def test_a_crashing_run_is_failed_with_its_reason(home, env, tmp_path):
     assert follow.returncode == 3  # following a failed run ends with the "operation failed" code
 
 
-def test_resume_from_iter_10_reproduces_the_uninterrupted_losses(finished_run, home):
+def test_a_resumed_run_survives_sigkill_of_its_launcher_and_reproduces_the_losses(finished_run, home, env):
     # Runs last in this module: it rewrites iter_20/iter_30 of the finished run's work dir.
     original = Path(run_record(finished_run["id"], home)["log_path"])
     expected = read_scalars(original.parent / "vis_data" / "scalars.json")
-    proc = cli("resume", finished_run["id"], "--iter", "10", "--json", home=home, check=True)
-    new = json.loads(proc.stdout)
-    assert new["parent_id"] == finished_run["id"] and new["resume_from"].endswith("iter_10.pth")
-    assert new["work_dir"] == str(finished_run["work"])
-    record = wait_ended(new["id"], home)
+    out = finished_run["work"].parent / "resume.out"
+    with open(out, "w") as stdout:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "workbench", "resume", finished_run["id"], "--iter", "10", "--follow"],
+            stdout=stdout, stderr=subprocess.DEVNULL, env=dict(env, WORKBENCH_HOME=str(home)))
+    try:
+        new_id = wait_for(lambda: (out.read_text().split() or [None])[0], 120, "the new run id")
+        wait_for(lambda: training_started(home, new_id), RUN_DEADLINE_S, "training to start")
+        assert launcher.poll() is None, "the launcher should still be following the run"
+        launcher.send_signal(signal.SIGKILL)
+        assert launcher.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    record = wait_ended(new_id, home)
     assert (record["status"], record["exit_code"]) == ("finished", 0)
-    assert record["log_path"] != str(original)
+    assert record["parent_id"] == finished_run["id"] and record["resume_from"].endswith("iter_10.pth")
+    assert record["work_dir"] == str(finished_run["work"]) and record["log_path"] != str(original)
     resumed = read_scalars(Path(record["log_path"]).parent / "vis_data" / "scalars.json")
     assert sorted(resumed) == list(range(11, 31))
     for it, row in resumed.items():

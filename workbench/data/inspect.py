@@ -192,14 +192,15 @@ def _deepspeed(cfg: dict, deepspeed: str | None, hw: Hardware) -> tuple[str | No
     return f"ZeRO-{stage} ({deepspeed})", ds
 
 
-def _ds_precision(ds: dict, hw: Hardware) -> str | None:
-    """The precision a DeepSpeed JSON resolves to, resolving "auto" as xtuner train does."""
-    def on(section: str, auto: bool) -> bool:
-        v = (ds.get(section) or {}).get("enabled", False)
-        return auto if v == "auto" else bool(v)
-
-    fp16, bf16 = on("fp16", hw.cuda), on("bf16", hw.bf16)
-    if fp16 and bf16 and (ds["fp16"].get("enabled") == "auto" or ds["bf16"].get("enabled") == "auto"):
+def _ds_precision(ds: dict, hw: Hardware) -> str:
+    """The precision a DeepSpeed JSON resolves to, resolving "auto" as `xtuner train` does: fp16 "auto" is
+    on wherever the device is available (the CPU too, which is why the stock ZeRO configs fail there), bf16
+    "auto" where the device supports it, and bf16 wins when both end up on."""
+    fp16_v = (ds.get("fp16") or {}).get("enabled", False)
+    bf16_v = (ds.get("bf16") or {}).get("enabled", False)
+    fp16 = True if fp16_v == "auto" else bool(fp16_v)
+    bf16 = hw.bf16 if bf16_v == "auto" else bool(bf16_v)
+    if fp16 and bf16:
         fp16 = False
     return "fp16" if fp16 else "bf16" if bf16 else "fp32"
 

@@ -128,9 +128,15 @@ def decide(
         # Best identity; ties go to the earliest (closest to the base).
         rec = max(safe, key=lambda r: (r.agg.identity or 0, -cands.index(r)))
         status = OK if (rec.agg.identity or 0) >= T.IDENTITY_LEARNED else IDENTITY_NOT_LEARNED
-        if (rec.agg.identity or 0) <= ((base.agg.identity or 0) if base else 0):
-            parts.append("No safe checkpoint answers identity prompts better than the base: none is recommended; "
-                         "train longer, or with more identity data.")
+        base_identity = (base.agg.identity or 0) if base else 0
+        if (rec.agg.identity or 0) <= base_identity:
+            if any((r.agg.identity or 0) > base_identity for r in cands):
+                parts.append("Identity was only learned by checkpoints that had already lost general ability: none "
+                             "is recommended; lower the learning rate, mix general data into training, or save "
+                             "checkpoints more often.")
+            else:
+                parts.append("No checkpoint answers identity prompts better than the base: none is recommended; "
+                             "train longer, or with more identity data.")
             rec = None
     if rec is not None and reference is None:
         parts.append(f"Recommended: {_label(rec)}, the best identity ({_f(rec.agg.identity)}); no general items were "

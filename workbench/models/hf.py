@@ -90,6 +90,7 @@ class TransformersBackend(Backend):
         self.base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.device, self.dtype = pick_device_dtype(device, dtype)
         self.batch_size = batch_size
+        self.load_in_4bit = load_in_4bit
         kwargs: dict = {"torch_dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if load_in_4bit:
             if not self.device.startswith("cuda"):
@@ -138,11 +139,14 @@ class TransformersBackend(Backend):
     def _inject(self, name: str, src: _adapters.AdapterSource) -> None:
         from peft import get_peft_model, set_peft_model_state_dict
 
+        # LoRA weights in the base's half precision on a GPU: peft's default fp32 adapters halve decode speed
+        # (measured on the device); fp32 on the CPU and under 4-bit, where peft needs its own dtype
+        autocast = self.dtype == self._torch.float32 or self.load_in_4bit
         try:
             if self._peft is None:
-                self._peft = get_peft_model(self.model, src.config, adapter_name=name)
+                self._peft = get_peft_model(self.model, src.config, adapter_name=name, autocast_adapter_dtype=autocast)
             else:
-                self._peft.add_adapter(name, src.config)
+                self._peft.add_adapter(name, src.config, autocast_adapter_dtype=autocast)
             result = set_peft_model_state_dict(self._peft, src.state_dict, adapter_name=name)
         except (ValueError, RuntimeError, KeyError) as exc:  # what check_fit could not foresee
             self._drop(name)
@@ -153,7 +157,6 @@ class TransformersBackend(Backend):
             self._drop(name)
             raise BadInput(f"adapter {name!r} ({src.info.source}) does not fit base {self.base_path}: "
                            f"no weights for {len(missing)} LoRA layers (e.g. {missing[0]})")
-        self._peft.to(self.device)
         self._peft.eval()
         if self._active is not None:
             self._peft.set_adapter(self._active)

@@ -86,6 +86,7 @@ class LmdeployBackend(RemoteBackend):
     """
 
     name = "lmdeploy"
+    send_stop = False  # the chat-template JSON carries the stop words; lmdeploy rejects multi-token ones
 
     def __init__(self, base: str | Path, *, python: str | None = None, start_timeout: float = 900.0,
                  timeout: float = 120.0, server_args: list[str] | tuple[str, ...] = (),

@@ -113,10 +113,11 @@ class OpenAIClient:
 
     def chat_stream(self, model: str, messages: list[dict], settings: GenerationSettings,
                     stop: list[str] | None = None, cancel: threading.Event | None = None,
-                    extra: dict | None = None, detect_loops: bool = True) -> ChatStream:
+                    extra: dict | None = None, detect_loops: bool = True, send_stop: bool = True) -> ChatStream:
         """Stream one chat completion; iterate the result for text pieces, then read its `reply`.
-        `extra` adds server-specific fields (lmdeploy: ``ignore_eos``)."""
-        body = {**self.request_body(model, messages, settings, stop), **(extra or {})}
+        The text is cut at `stop` words here; `send_stop` also asks the server to stop at them (lmdeploy
+        accepts only single-token stop words there). `extra` adds server-specific fields (``ignore_eos``)."""
+        body = {**self.request_body(model, messages, settings, stop if send_stop else None), **(extra or {})}
         return ChatStream(self, body, stop or [], cancel, detect_loops=detect_loops)
 
 

@@ -41,7 +41,7 @@ class Server:
     """The model and what the handler needs: served names, API keys, the chat format, one lock."""
 
     def __init__(self, model: str, adapters: dict[str, str], api_keys: list[str], chat_template: str | None,
-                 model_name: str | None = None, device: str = "cpu"):
+                 model_name: str | None = None, device: str = "auto"):
         from workbench.models.hf import TransformersBackend
 
         self.backend = TransformersBackend(model, device=device)
@@ -177,9 +177,10 @@ def serve(argv: list[str] | None = None) -> None:
     p.add_argument("--adapters", nargs="*", default=[])
     p.add_argument("--chat-template", default=None)
     p.add_argument("--model-name", default=None)
+    p.add_argument("--device", default="auto", help="where the test server runs the model (auto, cpu, cuda)")
     args, _unknown = p.parse_known_args(argv)  # lmdeploy engine flags (--backend, --dtype ...) do not apply
     adapters = dict(a.split("=", 1) for a in args.adapters)
-    app = Server(args.model_path, adapters, args.api_keys, args.chat_template, args.model_name)
+    app = Server(args.model_path, adapters, args.api_keys, args.chat_template, args.model_name, args.device)
     handler = type("BoundHandler", (Handler,), {"app": app})
     httpd = ThreadingHTTPServer((args.server_name, args.server_port), handler)
     httpd.daemon_threads = True

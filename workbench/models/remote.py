@@ -28,6 +28,7 @@ class RemoteBackend(Backend):
     """A running OpenAI-compatible server whose served names are the base and its adapters."""
 
     name = "openai"
+    send_stop = True  # pass the template's stop words in each request (a server with the template knows them)
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0, concurrency: int = 16):
         self.client = OpenAIClient(url, api_key, timeout=timeout)
@@ -88,7 +89,7 @@ class RemoteBackend(Backend):
                cancel: threading.Event | None = None) -> ChatStream:
         model = self._model(template)
         return self.client.chat_stream(model, with_system(messages, template), settings,
-                                       stop=list(template.stop_words), cancel=cancel)
+                                       stop=list(template.stop_words), cancel=cancel, send_stop=self.send_stop)
 
     def generate(self, conversations: list[list[dict]], template: ChatFormat, settings: GenerationSettings,
                  progress: ProgressFn | None = None) -> list[Reply]:
@@ -97,7 +98,7 @@ class RemoteBackend(Backend):
 
         def one(i: int) -> tuple[int, Reply]:
             s = self.client.chat_stream(model, with_system(conversations[i], template), settings,
-                                        stop=list(template.stop_words))
+                                        stop=list(template.stop_words), send_stop=self.send_stop)
             return i, s.wait()
 
         # the server batches concurrent requests itself: keep enough of them in flight

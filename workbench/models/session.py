@@ -291,6 +291,10 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
             m = get_backend(spec.backend, spec.merged, **options)
             variants["merged"] = Variant("merged", "merged", str(spec.merged), m, None)
             current = current or "merged"
+        for b in {id(v.backend): v.backend for v in variants.values()}.values():
+            if hasattr(b, "start"):  # a server backend: pay its start-up now, not on the first message
+                say(f"starting the {b.name} server…")
+                b.start(fmt.format)
     except BaseException:
         for v in {id(v.backend): v for v in variants.values()}.values():
             v.backend.close()

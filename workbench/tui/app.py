@@ -12,7 +12,6 @@ import functools
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from textual import work

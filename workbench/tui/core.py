@@ -81,13 +81,14 @@ def parse_variables(text: str) -> dict[str, str]:
     return parse_vars(pairs)
 
 
-def sweep_run(run_id: str, sets: list[str], progress, settings=None, variables: dict | None = None):
+def sweep_run(run_id: str, sets: list[str], progress, settings=None, variables: dict | None = None,
+              iters: str | None = None):
     """Sweep a run's checkpoints on `sets` (the `workbench eval --run` sweep); returns the report and the
     expected answers of every item by id (for the replies view)."""
     from workbench.evals.evaluate import Request, load_evalsets, sweep_report
 
     backend = settings.default_backend if settings is not None else "transformers"
-    req = Request(run=run_id, evalsets=tuple(sets), backend=backend, variables=dict(variables or {}))
+    req = Request(run=run_id, evalsets=tuple(sets), backend=backend, variables=dict(variables or {}), iters=iters)
     report = sweep_report(req, progress=progress)
     evalset, _ = load_evalsets(req.evalsets, report.meta.get("vars") or {})
     return report, {item.id: list(item.answers) for item in evalset.items}

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
@@ -55,6 +55,7 @@ class EvalScreen(WorkerErrors, Screen):
     BINDINGS = [
         Binding("o", "choose_run", "Run", id="eval.run"),
         Binding("e", "choose_sets", "Eval sets", id="eval.sets"),
+        Binding("i", "iterations", "Checkpoints", id="eval.iterations"),
         Binding("v", "variables", "Names", id="eval.variables"),
         Binding("g", "start", "Sweep", id="eval.start"),
         Binding("x", "cancel", "Cancel sweep", show=False, id="eval.cancel"),
@@ -66,6 +67,7 @@ class EvalScreen(WorkerErrors, Screen):
         self.run_id: str | None = None
         self.run_label = ""
         self.sets = [s for s, _ in SETS]
+        self.iters: str | None = None  # "10,30,last": only these checkpoints (None: all)
         self.variables: dict[str, str] = {}  # {name}, {org} of the identity answers (default: the run's recipe)
         self.report = None
         self.expected: dict[str, list[str]] = {}
@@ -112,8 +114,8 @@ class EvalScreen(WorkerErrors, Screen):
         run = f"run {self.run_label}" if self.run_id else "no run chosen (o)"
         names = " ".join(f"{k}={v}" for k, v in self.variables.items())
         self.query_one("#eval-target", Static).update(Text.assemble(
-            (run, "bold"), ("  sets: ", "dim"), ", ".join(self.sets), ("  " + names if names else "", "dim"),
-            ("   g starts the sweep", "dim")))
+            (run, "bold"), ("  ckpts: ", "dim"), self.iters or "all", ("  sets: ", "dim"), ", ".join(self.sets),
+            ("  " + names if names else "", "dim")))
 
     @work(thread=True, exclusive=True, group="eval-runs", exit_on_error=False, description="Listing runs")
     def _list_runs(self) -> None:
@@ -154,6 +156,16 @@ class EvalScreen(WorkerErrors, Screen):
         options = [(s, label, s in self.sets) for s, label in SETS]
         self.app.push_screen(PickManyModal("Eval sets", options, least=1), chosen)
 
+    def action_iterations(self) -> None:
+        self.app.push_screen(PromptModal("Checkpoints to score (empty: all)", self.iters or "", "10,30,last",
+                                         "Iterations separated by commas; 'last' is the newest checkpoint"),
+                             self._iterations)
+
+    def _iterations(self, text: str | None) -> None:
+        if text is not None:
+            self.iters = text.replace(" ", "") or None
+            self._show_target()
+
     def action_variables(self) -> None:
         current = " ".join(f"{k}={v}" for k, v in self.variables.items())
         self.app.push_screen(PromptModal("Identity answer variables", current, "name=Tutu org=Workbench Lab",
@@ -179,10 +191,10 @@ class EvalScreen(WorkerErrors, Screen):
         box.display = True
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-progress-label", Static).update("loading…")
-        self._sweep(self.run_id, list(self.sets), dict(self.variables))
+        self._sweep(self.run_id, list(self.sets), dict(self.variables), self.iters)
 
     @work(thread=True, exclusive=True, group="eval-sweep", exit_on_error=False, description="Sweeping")
-    def _sweep(self, run_id: str, sets: list[str], variables: dict[str, str]) -> None:
+    def _sweep(self, run_id: str, sets: list[str], variables: dict[str, str], iters: str | None) -> None:
         from textual.worker import get_current_worker
 
         from workbench.tui.core import sweep_run
@@ -195,7 +207,7 @@ class EvalScreen(WorkerErrors, Screen):
             self.post_message(SweepProgress(done, total, label))
 
         try:
-            report, expected = sweep_run(run_id, sets, progress, self.app.settings, variables)
+            report, expected = sweep_run(run_id, sets, progress, self.app.settings, variables, iters)
         except SweepCancelled:
             return
         finally:
@@ -262,15 +274,17 @@ class EvalScreen(WorkerErrors, Screen):
 
 
 class RepliesScreen(ModalScreen):
-    """One checkpoint's replies, each beside the expected answer, failures first."""
+    """One checkpoint's replies, each under its prompt and the expected answer; failures first."""
 
     DEFAULT_CSS = """
     RepliesScreen { align: center middle; }
     RepliesScreen > Vertical { width: 100%; height: 100%; border: thick $accent; background: $surface; }
-    RepliesScreen DataTable { height: 1fr; }
+    RepliesScreen #replies-title { height: 1; text-style: bold; }
+    RepliesScreen VerticalScroll { height: 1fr; }
+    RepliesScreen .reply-item { margin: 0 0 1 0; }
     """
     BINDINGS = [
-        Binding("escape,q", "dismiss", "Close", id="replies.close"),
+        Binding("escape,q", "close", "Close", id="replies.close"),
         Binding("f", "toggle_failed", "Failures only", id="replies.failed"),
     ]
 
@@ -281,37 +295,35 @@ class RepliesScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"{self.row.name}: replies (f: failures only, Escape: close)", id="replies-title")
-            table = DataTable(id="replies-table", cursor_type="row", zebra_stripes=True)
-            table.add_columns("", "prompt", "expected", "reply")
-            yield table
+            yield Static("", id="replies-title")
+            yield VerticalScroll(id="replies")
         yield Footer()
 
     def on_mount(self) -> None:
         self._fill()
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
-        items = sorted(self.row.items, key=lambda s: (s.passed, s.kind, s.id))
-        for s in items:
-            if self.failed_only and s.passed and not s.leak:
-                continue
-            mark = Text("✓", style="green") if s.passed and not s.leak else Text(
-                "leak" if s.leak else "loop" if s.loop else "✗", style="bold red")
-            expected = s.matched or " | ".join(self.expected.get(s.id, [])[:2])
-            table.add_row(mark, _cut(s.prompt, 24), _cut(expected, 18), _cut(s.response, 60))
-        self.query_one(DataTable).focus()
+        items = sorted(self.row.items, key=lambda s: (s.passed and not s.leak, s.kind, s.id))
+        shown = [s for s in items if not (self.failed_only and s.passed and not s.leak)]
+        failed = sum(1 for s in items if not s.passed or s.leak)
+        self.query_one("#replies-title", Static).update(
+            f"{self.row.name}: {failed} of {len(items)} failed" + ("  (failures only)" if self.failed_only else ""))
+        box = self.query_one("#replies", VerticalScroll)
+        box.remove_children()
+        box.mount_all([Static(self._item(s), classes="reply-item") for s in shown])
+        box.focus()
+
+    def _item(self, s) -> Text:
+        ok = s.passed and not s.leak
+        mark = ("✓ ", "green") if ok else (("leak " if s.leak else "loop " if s.loop else "✗ "), "bold red")
+        expected = s.matched or " | ".join(self.expected.get(s.id, [])[:3]) or "-"
+        return Text.assemble(mark, (s.prompt.strip(), "bold"), (f"  [{s.kind}]\n", "dim"),
+                             ("  expected: ", "dim"), expected + "\n", ("  reply:    ", "dim"),
+                             (s.response.strip() or "(empty)", "" if ok else "red"))
 
     def action_toggle_failed(self) -> None:
         self.failed_only = not self.failed_only
         self._fill()
 
-    def action_dismiss(self) -> None:
+    def action_close(self) -> None:
         self.dismiss(None)
-
-
-def _cut(text: str, n: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-

@@ -206,7 +206,7 @@ class CheckpointsPanel(Vertical):
         table = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("iter", "size", "adapter", "")
         yield table
-        yield Static("c convert  m merge  t chat with it  v evaluate", id="ckpt-hint")
+        yield Static("c convert  M merge  t chat with it  v evaluate", id="ckpt-hint")
 
     def show(self, checkpoints: list) -> None:
         table = self.query_one(DataTable)

@@ -259,7 +259,11 @@ class RunsScreen(WorkerErrors, Screen):
 
     # -- actions --------------------------------------------------------------------------------------------
     def action_show_tab(self, tab: str) -> None:
+        """Show a tab and focus what is in it (Tab / shift+Tab go back to the runs list)."""
         self.query_one(TabbedContent).active = tab
+        target = {"tab-log": "LogView", "tab-samples": "#samples-right", "tab-checkpoints": "#ckpt-table"}.get(tab)
+        if target:
+            self.query_one(target).focus()
 
     def action_toggle_log_source(self) -> None:
         run = self.run

@@ -1,0 +1,52 @@
+"""Helpers of the TUI tests (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.paths import project_root
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def install_recorded_run(dest: Path, model: str = "/nonexistent/tiny-world") -> Path:
+    """Copy the recorded run to `dest` (its work dir), fill its path templates, add placeholder checkpoints."""
+    shutil.copytree(FIXTURES / "recorded_run", dest)
+    fill = {"{WORK}": str(dest), "{MODEL}": model, "{REPO}": str(project_root())}
+    for path in dest.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".py", "") and path.name != "stdout.log":
+            text = path.read_text(encoding="utf-8")
+            for key, value in fill.items():
+                text = text.replace(key, value)
+            path.write_text(text, encoding="utf-8")
+    for it in json.loads((dest / "checkpoints.json").read_text()):
+        (dest / f"iter_{it}.pth").write_bytes(b"")
+    return dest
+
+
+def import_run(work: Path) -> list:
+    from workbench.runs.importer import import_work_dir
+
+    return import_work_dir(work)
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "") -> None:
+    """Let the app run until `condition()` holds; fail after `timeout` seconds (or on a reported error)."""
+    deadline = time.monotonic() + timeout
+    app = pilot.app
+    while not condition():
+        if getattr(app, "errors", None):
+            pytest.fail(f"while waiting for {what or condition}: the app reported {app.errors}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or condition}")
+        await pilot.pause(0.05)
+
+
+def screen_text(app) -> str:
+    """The plain text on the (virtual) screen now, one line per row."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
