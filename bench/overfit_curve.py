@@ -86,16 +86,16 @@ def main() -> int:
     def measure(model) -> dict:
         replies = greedy_answers(model, tok, [i.prompt for i in ident] + [i.prompt for i in general])
         r_id, r_gen = replies[: len(ident)], replies[len(ident):]
-        ok_id = [r in i.answers for i, r in zip(ident, r_id)]
-        seen = [ok for i, ok in zip(ident, ok_id) if _norm(i.prompt) in trained_q]
-        held = [ok for i, ok in zip(ident, ok_id) if _norm(i.prompt) not in trained_q]
+        ok_id = [r in i.answers for i, r in zip(ident, r_id, strict=True)]
+        seen = [ok for i, ok in zip(ident, ok_id, strict=True) if _norm(i.prompt) in trained_q]
+        held = [ok for i, ok in zip(ident, ok_id, strict=True) if _norm(i.prompt) not in trained_q]
         markers = [name.lower(), org.lower(), "助手", "assistant"]
         leak = [any(m in r.lower() for m in markers) for r in r_gen]
         return {
             "identity": round(sum(ok_id) / len(ok_id), 3),
             "identity_seen": round(sum(seen) / len(seen), 3) if seen else None,
             "identity_held_out": round(sum(held) / len(held), 3) if held else None,
-            "general": round(sum(r in i.answers for i, r in zip(general, r_gen)) / len(general), 3),
+            "general": round(sum(r in i.answers for i, r in zip(general, r_gen, strict=True)) / len(general), 3),
             "leak": round(sum(leak) / len(leak), 3),
             "sample": {"你是谁": r_id[1], "Who are you?": r_id[24], general[0].prompt: r_gen[0]},
         }

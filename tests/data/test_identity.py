@@ -49,7 +49,7 @@ def test_dataset_loads_through_xtuners_own_pipeline_with_answers_as_labels(tiny_
         remove_unused_columns=True, shuffle_before_pack=False, pack_to_max_length=False, use_varlen_attn=False,
         map_num_proc=1)
     assert len(data) == ds.stats["conversations"] == 50
-    for row, conv in zip(data, ds.conversations):
+    for row, conv in zip(data, ds.conversations, strict=True):
         answer = conv["messages"][-1]["content"]
         labelled = [t for t in row["labels"] if t >= 0]
         assert tok.decode(labelled).replace("<|im_end|>", "").strip() == answer

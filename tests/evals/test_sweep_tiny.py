@@ -22,7 +22,7 @@ from .helpers import ROOT, VARS, run_eval, wait_for
 
 pytestmark = pytest.mark.slow
 
-OVERFIT_CONFIG = __import__("pathlib").Path("/tmp/evalwork/tiny_overfit_dev.py")
+OVERFIT_CONFIG = configs_dir() / "tiny_cpu_overfit.py"
 TOTAL_ITEMS = 48 + 170
 
 

@@ -113,7 +113,8 @@ def inspect_config(config: str, deepspeed: str | None, as_json: bool) -> None:
     Reports the model, template, evaluation inputs, batch and accumulation, lr, schedule, checkpointing,
     DeepSpeed, precision, quantization and LoRA settings. Warnings go to stderr as well as into --json.
     """
-    from workbench.data.inspect import format_report, inspect_config as inspect_
+    from workbench.data.inspect import format_report
+    from workbench.data.inspect import inspect_config as inspect_
 
     report = inspect_(config, deepspeed=deepspeed)
     if as_json:

@@ -62,8 +62,8 @@ def train(args, work_dir, deepspeed, name, cfg_options, gpus, srun, follow, as_j
     run = start_run(config, work_dir=work_dir, deepspeed=deepspeed, name=name, cfg_options=options, gpus=gpus,
                     srun=srun, warn=lambda w: info(f"warning: {w}"))
     _started(run, as_json)
-    if follow:
-        _follow(run, as_json=False)
+    if follow and (code := _follow(run, as_json=False)):
+        raise SystemExit(code)
 
 
 def _started(run, as_json: bool) -> None:
@@ -217,8 +217,8 @@ def resume(run_ref, iteration, name, follow, as_json):
 
     run = resume_run(run_ref, iteration=iteration, name=name)
     _started(run, as_json)
-    if follow:
-        _follow(run, as_json=False)
+    if follow and (code := _follow(run, as_json=False)):
+        raise SystemExit(code)
 
 
 @click.command()

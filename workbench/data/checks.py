@@ -68,11 +68,11 @@ def detect_hardware() -> Hardware:
 
 _IDENTITY_ZH = ("你是", "你叫", "你自己", "自己", "你的名字", "你的身份", "称呼你", "助手", "开发了你", "开发者",
                 "开发的", "创造", "训练了你", "制作了你", "做出了你", "你来自", "哪个公司", "哪家公司", "你属于",
-                "和谁说话", "你由谁", "团队")
+                "和谁说话", "你由谁", "团队", "自我介绍", "你到底是")
 _IDENTITY_EN = ("who are you", "are you", "yourself", "your name", "your identity", "made you", "created you",
                 "developed you", "built you", "trained you", "designed you", "your creator", "your developer",
                 "your maker", "call you", "talking to", "chatting with", "what are you", "assistant",
-                "who is this", "where do you come from")
+                "who is this", "where do you come from", "who you are")
 
 
 def is_identity_question(text: str) -> bool:
@@ -135,8 +135,10 @@ def template_instruction(template) -> str | None:
     if isinstance(template, dict):
         return template.get("INSTRUCTION")
     if isinstance(template, str):
-        from workbench.models.templates import get_format
+        from workbench.models.templates import BUILTIN_TEMPLATES, get_format
 
+        if template in BUILTIN_TEMPLATES:  # the common ones, without importing xtuner (seconds)
+            return BUILTIN_TEMPLATES[template]["INSTRUCTION"]
         try:
             return get_format(template).instruction
         except Exception:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.checks import Hardware, ConfigWarning, detect_hardware, run_checks
+from workbench.data.checks import ConfigWarning, Hardware, detect_hardware, run_checks
 from workbench.errors import BadInput
 
 
@@ -113,10 +113,14 @@ def _template(value: Any) -> str | dict | None:
     if value is None:
         return None
     if isinstance(value, dict):
-        from workbench.models.templates import get_format, template_names
+        from workbench.models.templates import BUILTIN_TEMPLATES, get_format, template_names
 
         plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
-        for name in template_names():  # a dumped config holds the template's dict: name it if it is a known one
+        # A template written out as a dict: name it if it is a known one (the common ones first: no xtuner import).
+        for name, entry in BUILTIN_TEMPLATES.items():
+            if entry["INSTRUCTION"] == plain.get("INSTRUCTION") and entry.get("SYSTEM") == plain.get("SYSTEM"):
+                return name
+        for name in template_names():
             fmt = get_format(name)
             if fmt.instruction == plain.get("INSTRUCTION") and fmt.system_fmt == (plain.get("SYSTEM") or ""):
                 return name
@@ -260,7 +264,8 @@ def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_option
         inputs = hook.get("evaluation_inputs") or []
         r.evaluation_inputs = [inputs] if isinstance(inputs, str) else list(inputs)
         r.evaluation_freq = hook.get("every_n_iters")
-        r.generation_kwargs = dict(hook.get("generation_kwargs") or {})
+        gk = hook.get("generation_kwargs")
+        r.generation_kwargs = dict(gk) if isinstance(gk, dict) else {}
         r.system = hook.get("system") or ""
     r.system = r.system or cfg.get("SYSTEM") or ""
 

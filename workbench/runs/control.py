@@ -33,6 +33,9 @@ def _targets(run: Run) -> tuple[str, int, int | None]:
             raise BadInput(f"run {run.id}: its process is gone")
         return "group", info.pgid, None
     pid_info = read_json(Path(run.run_dir) / "pid.json") or {}
+    host = pid_info.get("host") or run.host
+    if host and host != socket.gethostname():
+        raise BadInput(f"run {run.id} runs on {host}; stop it there (`workbench stop {run.id}` on {host})")
     sid = pid_info.get("sid") or run.pgid
     if not sid:
         raise BadInput(f"run {run.id}: no process recorded for it")

@@ -1,0 +1,123 @@
+"""The TUI as a user over SSH runs it: `workbench` in an 80x24 tmux pane, keys only, panes captured and read.
+
+Start a tiny run from its config, watch it finish, open Chat on two of its checkpoints, ask, swap the
+adapter, compare side by side, open Eval. Every wait polls `capture-pane` with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.paths import configs_dir
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+
+
+class Pane:
+    """One tmux server (its own socket) with one 80x24 session running a command."""
+
+    def __init__(self, command: str, cwd: Path, env: dict[str, str]):
+        self.socket = f"wbtest{os.getpid()}"
+        self.env = env
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        self._tmux("new-session", "-d", "-s", "wb", "-x", "80", "-y", "24", "-c", str(cwd),
+                   f"env {exports} TERM=xterm-256color {command}; sleep 600")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def text(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "wb")
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self._tmux("send-keys", "-t", "wb", key)
+            time.sleep(0.05)  # one key at a time, as typed: lets the app read each key on its own
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-t", "wb", "-l", text)
+
+    def wait(self, pattern: str, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text()
+            if re.search(pattern, text, re.M):
+                return text
+            if time.monotonic() > deadline:
+                pytest.fail(f"pane never showed {pattern!r} within {timeout:.0f} s; it shows:\n{text}")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def pane(tiny_world, tmp_path):
+    env = {"WORKBENCH_HOME": str(tmp_path / "home"), "WORKBENCH_MODEL": str(tiny_world),
+           "WORKBENCH_MAX_NEW_TOKENS": "24", "PYTHONUNBUFFERED": "1"}
+    p = Pane(WORKBENCH, tmp_path, env)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
+    pane.wait(r"F1 Runs.*F2 Chat.*F3 Eval", 60)
+
+    # Runs: start the tiny run from its config; the inspection is shown before it starts.
+    pane.keys("n")
+    pane.wait(r"Start a run: XTuner config")
+    pane.type(str(configs_dir() / "tiny_cpu_lora.py"))
+    pane.keys("Enter")
+    pane.wait(r"Start tiny_cpu_lora\.py\?", 90)
+    pane.wait(r"max_iters\s+60")
+    pane.keys("y")
+    pane.wait(r"tiny_cpu_lora\s+running", 60)
+    pane.wait(r"iter \d+/60", 180)
+    text = pane.wait(r"tiny_cpu_lora\s+finished", 900)
+    assert "60/60" in text
+
+    # Chat: pick two of its checkpoints in the models picker, ask, swap, compare.
+    pane.keys("F2")
+    pane.wait(r"no model loaded")
+    pane.keys("C-o")
+    pane.wait(r"tiny_cpu_lora@60", 60)
+    pane.wait(r"tiny-world", 30)  # the base, from the run's config
+    pane.keys("Enter", "Space", "Down", "Space", "C-s")  # to the list; pick @60 and @50; load
+    pane.wait(r"answering: tiny_cpu_lora@60", 120)
+    pane.wait(r"template: internlm2_chat \(training config\)")
+    pane.type("Who are you?")
+    pane.keys("Enter")
+    pane.wait(r"tiny_cpu_lora@60 · \d+ tokens", 120)
+    pane.keys("C-t")
+    text = pane.wait(r"answering: tiny_cpu_lora@50", 10)
+    assert "Who are you?" in text  # the conversation stays
+    pane.keys("C-b")
+    pane.wait(r"Compare: choose 2 to 4")
+    pane.keys("Enter")
+    pane.wait(r"answering: base \| tiny_cpu_lora@60 \| tiny_cpu_lora@50", 10)
+    pane.type("What is the capital of Germany?")
+    pane.keys("Enter")
+    deadline = time.monotonic() + 120
+    while len(re.findall(r"\d+ tokens", pane.text())) < 3:  # one reply under each of the three panes
+        assert time.monotonic() < deadline, pane.text()
+        time.sleep(0.2)
+
+    # Eval: the screen opens on the run.
+    pane.keys("F3")
+    pane.wait(r"run \w+ \(tiny_cpu_lora\)", 30)
+    pane.wait(r"forgetting curve")
+    pane.keys("C-q")
+    pane.wait(r"^\s*$", 10)
