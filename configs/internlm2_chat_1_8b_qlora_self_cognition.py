@@ -19,14 +19,15 @@
 #   WORKBENCH_DATA       training data, OpenAI messages JSON (default: data/tiny_identity_only.json beside this
 #                        file: "Tutu"'s assistant made by "Workbench Lab"; make yours with
 #                        `workbench data identity --name NAME --org ORG --out my_identity.json`)
-#   WORKBENCH_PRECISION  bf16 | fp16 (default: bf16 if the GPU supports it, else fp16)
+#   WORKBENCH_PRECISION  bf16 | fp16 | fp32 (default: bf16 if the GPU supports it, else fp16; fp32 with
+#                        --cfg-options model.llm.quantization_config=None runs this file on a CPU, as the tests do)
 # Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=300
 # optim_wrapper.optimizer.lr=1e-4 default_hooks.checkpoint.interval=100 (top-level names such as `lr` are
 # copied into the dicts below when this file is read, so overriding them afterwards changes nothing).
 from datasets import load_dataset
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
-from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
+from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR, OptimWrapper
 from peft import LoraConfig
 from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -50,7 +51,7 @@ _torch = __import__("torch")
 pretrained_model_name_or_path = _os.environ.get("WORKBENCH_MODEL") or "internlm/internlm2-chat-1_8b"  # workbench:model
 data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_only.json")  # workbench:data
 _bf16 = _torch.cuda.is_available() and _torch.cuda.is_bf16_supported()
-dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(_os.environ.get("WORKBENCH_PRECISION", ""), "bfloat16" if _bf16 else "float16")
+dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(_os.environ.get("WORKBENCH_PRECISION", ""), "bfloat16" if _bf16 else "float16")
 del _os, _torch, _bf16
 
 prompt_template = PROMPT_TEMPLATE.internlm2_chat  # the chat model's own format
@@ -135,12 +136,11 @@ train_dataloader = dict(
 #                    PART 4  Scheduler & Optimizer                    #
 #######################################################################
 optim_wrapper = dict(
-    type=AmpOptimWrapper,
+    type=AmpOptimWrapper if dtype != "float32" else OptimWrapper,  # mixed precision on the GPU
     optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
     clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
     accumulative_counts=accumulative_counts,
-    loss_scale="dynamic",
-    dtype=dtype,
+    **(dict(loss_scale="dynamic", dtype=dtype) if dtype != "float32" else {}),
 )
 
 param_scheduler = [

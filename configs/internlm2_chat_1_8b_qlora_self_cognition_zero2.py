@@ -12,7 +12,8 @@
 # Paths come from the environment (or make a project with `workbench init DIR --name NAME --model PATH`):
 #   WORKBENCH_MODEL      base model folder or hub id        (default: internlm/internlm2-chat-1_8b)
 #   WORKBENCH_DATA       training data, OpenAI messages JSON (default: data/tiny_identity_only.json beside this file)
-#   WORKBENCH_PRECISION  bf16 | fp16 (default: bf16 if the GPU supports it, else fp16)
+#   WORKBENCH_PRECISION  bf16 | fp16 | fp32 (default: bf16 if the GPU supports it, else fp16; fp32 with
+#                        --cfg-options model.llm.quantization_config=None runs this file on a CPU, as the tests do)
 # Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=300
 # optim_wrapper.optimizer.lr=1e-4 (top-level names such as `lr` are copied into the dicts below when this
 # file is read, so overriding them afterwards changes nothing).
@@ -44,7 +45,7 @@ _torch = __import__("torch")
 pretrained_model_name_or_path = _os.environ.get("WORKBENCH_MODEL") or "internlm/internlm2-chat-1_8b"  # workbench:model
 data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_only.json")  # workbench:data
 _bf16 = _torch.cuda.is_available() and _torch.cuda.is_bf16_supported()
-dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(_os.environ.get("WORKBENCH_PRECISION", ""), "bfloat16" if _bf16 else "float16")
+dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(_os.environ.get("WORKBENCH_PRECISION", ""), "bfloat16" if _bf16 else "float16")
 del _os, _torch, _bf16
 
 prompt_template = PROMPT_TEMPLATE.internlm2_chat  # the chat model's own format

@@ -26,13 +26,15 @@ def converted_iter60(tiny_run_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def hf_backend(tiny_world, tiny_run_dir, converted_iter60):
-    """The tiny world loaded once with three adapters: iter_50 and iter_60 read straight from XTuner's .pth
-    checkpoints, and iter_60 as converted by XTuner (PEFT folder). Tests set the active one themselves."""
+    """The tiny world loaded once with every checkpoint of the run read straight from XTuner's .pth files
+    (iter_10 ... iter_60), plus iter_60 as converted by XTuner (PEFT folder, "iter_60_hf").
+    Tests set the active one themselves."""
     from workbench.models.base import get_backend
+    from workbench.models.xtuner_ckpt import list_checkpoints
 
     backend = get_backend("transformers", tiny_world, device="cpu")
-    backend.add_adapter("iter_50", tiny_run_dir / "iter_50.pth")
-    backend.add_adapter("iter_60", tiny_run_dir / "iter_60.pth")
+    for ckpt in list_checkpoints(tiny_run_dir):
+        backend.add_adapter(ckpt.stem, ckpt)
     backend.add_adapter("iter_60_hf", converted_iter60)
     yield backend
     backend.close()

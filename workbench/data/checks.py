@@ -95,10 +95,6 @@ _FAMILIES = [
 _PROBE = "PROBE-QUESTION-7f3a"
 
 
-def _is_local(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
-
-
 def _name_says_chat(model: str) -> bool:
     return bool(re.search(r"chat|instruct|(^|[-_])it($|[-_])", Path(model).name.lower()))
 

@@ -195,15 +195,18 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
             run = registry.get(req.run)
             work_dir, log_path = run.work_dir, run.log_path
             where = f"run {run.id} ({work_dir})"
-            config = config or (str(run.config_copy) if Path(run.config_copy).is_file() else None)
             source = f"run {run.id}"
         else:
             work_dir = req.checkpoints
             if not Path(work_dir).is_dir():
                 raise BadInput(f"--checkpoints {work_dir}: not a folder")
             where, source = work_dir, f"checkpoints {work_dir}"
+        # The copy mmengine dumped into the work dir is what really trained (cfg-options and environment
+        # variables resolved); the run's own config copy is the fallback.
         dumped = dumped_config_path(work_dir)
         config = config or (str(dumped) if dumped else None)
+        if config is None and req.run and Path(run.config_copy).is_file():
+            config = str(run.config_copy)
         if need_checkpoints:
             for c in _select(list_checkpoints(work_dir), req.iters, where):
                 targets.append(Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config))

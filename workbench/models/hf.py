@@ -130,6 +130,9 @@ class TransformersBackend(Backend):
         src = _adapters.read_adapter(name, source, config)
         if not src.config.target_modules:
             src.config.target_modules = list(self._linear_names)
+        # the base path an adapter names is informational here (it is checked by shape); peft would warn on
+        # any difference in spelling (a `current` symlink, another mount point)
+        src.config.base_model_name_or_path = None
         _adapters.check_fit(src, f"{self.label} ({self.base_path})", self.base_config, self._shapes)
         with self._lock:
             self._inject(name, src)

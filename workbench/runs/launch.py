@@ -161,6 +161,9 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
     child_env.update(env or {})
     if gpus is not None:
         child_env["NPROC_PER_NODE"] = str(gpus)
+    for key in ("NPROC_PER_NODE", "NNODES", "NODE_RANK"):
+        if not str(child_env.get(key, "1")).isdigit():
+            raise BadInput(f"{key}={child_env[key]}: not a number")
     distributed = int(child_env.get("NPROC_PER_NODE", 1)) > 1 or int(child_env.get("NNODES", 1)) > 1
     if distributed and srun is None:
         child_env.setdefault("PORT", str(_free_port()))
