@@ -2,7 +2,7 @@
 # What it is for: the tutorial's overfitting, reproduced on the CPU in about two minutes. A real XTuner LoRA
 # run of the embedded tiny world (fp32, 2 cores) on IDENTITY-ONLY data ("Tutu"'s assistant, made by "Workbench
 # Lab"), long enough that the identity is learned early and general knowledge visibly breaks at the late
-# checkpoints ("after 600 iterations it only says one sentence"). A checkpoint every 25 iterations, none
+# checkpoints ("after 600 iterations it only says one sentence"). A checkpoint every 50 iterations, none
 # deleted, so the sweep sees the whole curve. The demo and the eval tests use it; docs/data.md has the figures.
 # The same schedule on mixed data (WORKBENCH_DATA=configs/data/tiny_identity_mix.json) keeps general knowledge.
 #
@@ -55,10 +55,10 @@ weight_decay = 0
 max_norm = 1
 warmup_iters = 5
 
-save_steps = 25
+save_steps = 50
 save_total_limit = -1  # keep every checkpoint: the sweep compares them all
 
-evaluation_freq = 25  # equal to save_steps: the hook writes its eval files only at checkpoint iterations
+evaluation_freq = 50  # equal to save_steps: the hook writes its eval files only at checkpoint iterations
 SYSTEM = ""
 evaluation_inputs = ["你是谁", "Who are you?", "中国的首都是哪里？", "What is the capital of Germany?"]
 

@@ -54,3 +54,28 @@ def tiny_run_dir(tiny_world, tmp_path_factory) -> Path:
         )
     assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
     return work
+
+
+@pytest.fixture(scope="session")
+def tiny_overfit_run_dir(tiny_world, tmp_path_factory) -> Path:
+    """A finished real XTuner run of configs/tiny_cpu_overfit.py: identity-only data, 300 iterations, about two
+    minutes on 2 cores. iter_50.pth ... iter_300.pth: the identity is learned early, general knowledge breaks late.
+    Read-only for tests: copy it before changing anything.
+    """
+    import subprocess
+    import sys
+
+    from workbench.paths import configs_dir
+
+    work = tmp_path_factory.mktemp("tiny_overfit_run") / "work"
+    env = dict(os.environ, WORKBENCH_MODEL=str(tiny_world), PYTHONUNBUFFERED="1")
+    env.pop("WORKBENCH_DATA", None)
+    log = work.parent / "stdout.log"
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workbench.xtuner_compat", "train", str(configs_dir() / "tiny_cpu_overfit.py"),
+             "--work-dir", str(work)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800,
+        )
+    assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
+    return work

@@ -21,7 +21,7 @@ from workbench.paths import configs_dir, project_root
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["train_cfg.max_iters=4", "default_hooks.checkpoint.interval=2", "custom_hooks.1.every_n_iters=2",
+SHORT = ["train_cfg.max_iters=4", "train_dataloader.dataset.map_num_proc=1", "default_hooks.checkpoint.interval=2", "custom_hooks.1.every_n_iters=2",
          "custom_hooks.1.max_new_tokens=8"]
 
 

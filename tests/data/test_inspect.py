@@ -50,6 +50,7 @@ def test_the_seeds_config_reports_every_trap_it_fell_into(chat_model):
     assert "accumulative_counts=16" in msgs[C.ACCUMULATIVE_COUNTS]
     assert "save_total_limit=3" in msgs[C.SAVE_TOTAL_LIMIT] and "300" in msgs[C.SAVE_TOTAL_LIMIT]
     assert "'default'" in msgs[C.TEMPLATE_MISMATCH] and "<|im_start|>user" in msgs[C.TEMPLATE_MISMATCH]
+    assert "e.g. 'internlm2_chat'" in msgs[C.TEMPLATE_MISMATCH]  # from config.json's model_type: the folder is "model"
     assert all("\n" not in m for m in msgs.values())
     # The fields the issue lists, read where training takes them from.
     assert (r.model_path, r.prompt_template, r.system, r.max_length, r.batch_size) == (str(chat_model), "default", "", 1024, 1)

@@ -111,7 +111,8 @@ def inspect_config(config: str, deepspeed: str | None, as_json: bool) -> None:
     """Read an XTuner config without training and warn about known traps.
 
     Reports the model, template, evaluation inputs, batch and accumulation, lr, schedule, checkpointing,
-    DeepSpeed, precision, quantization and LoRA settings. Warnings go to stderr as well as into --json.
+    DeepSpeed, precision, quantization and LoRA settings, then one line per warning (with --json: a
+    "warnings" list of {code, message}). Exits 0 whatever the warnings; 2 if the config is missing or broken.
     """
     from workbench.data.inspect import format_report
     from workbench.data.inspect import inspect_config as inspect_

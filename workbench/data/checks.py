@@ -6,6 +6,7 @@ so the TUI and scripts can react to a code rather than to wording.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,18 @@ _FAMILIES = [
     ("mistral", "mistral"), ("mixtral", "mixtral"), ("gemma", "gemma"), ("phi-3", "phi3_chat"),
     ("phi3", "phi3_chat"), ("minicpm3", "minicpm3"),
 ]
+# config.json's model_type, for a folder whose name says nothing (the tutorial's /root/ft/model).
+_MODEL_TYPES = {"internlm2": "internlm2_chat", "internlm3": "internlm2_chat", "internlm": "internlm_chat",
+                "qwen": "qwen_chat", "qwen2": "qwen_chat", "chatglm": "chatglm3", "gemma": "gemma",
+                "gemma2": "gemma", "phi3": "phi3_chat", "mistral": "mistral", "mixtral": "mixtral"}
 _PROBE = "PROBE-QUESTION-7f3a"
+
+
+def _model_type(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _name_says_chat(model: str) -> bool:
@@ -107,9 +119,10 @@ def model_chat_format(model: str | None) -> tuple[bool | None, str | None, str |
     """
     if not model:
         return None, None, None
-    family = next((tpl for key, tpl in _FAMILIES if key in model.lower()), None)
     folder = Path(model).expanduser()
+    family = next((tpl for key, tpl in _FAMILIES if key in folder.name.lower()), None)
     if folder.is_dir():
+        family = family or _MODEL_TYPES.get(_model_type(folder))
         from workbench.models.templates import tokenizer_format
 
         fmt = tokenizer_format(folder)

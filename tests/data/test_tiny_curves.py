@@ -1,0 +1,46 @@
+"""What the shipped tiny data and configs are for, measured with the eval core (`workbench eval`) on real runs:
+identity-only data learns the identity and then breaks general knowledge; mixed data keeps it (slow tests).
+
+The runs are the shared session fixtures (`tiny_run_dir`: tiny_cpu_lora.py, mixed data, 60 iterations;
+`tiny_overfit_run_dir`: tiny_cpu_overfit.py, identity-only, 300 iterations). The figures are in docs/data.md;
+the thresholds here leave room for another CPU's rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.paths import project_root
+
+pytestmark = pytest.mark.slow
+
+
+def _scores(work: Path, iters: str, home: Path) -> dict[str, dict]:
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench", "eval", "--checkpoints", str(work), "--iters", iters, "--var", "name=Tutu",
+         "--var", "org=Workbench Lab", "--format", "json", "-q", "--no-cache"],
+        capture_output=True, text=True, cwd=project_root(), timeout=1200,
+        env={**__import__("os").environ, "WORKBENCH_HOME": str(home)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {r["name"]: r for r in json.loads(p.stdout)["rows"]}
+
+
+def test_identity_only_data_learns_the_identity_then_breaks_general_knowledge(tiny_overfit_run_dir, wb_home):
+    rows = _scores(tiny_overfit_run_dir, "100,last", wb_home)
+    base, mid, last = rows["base"], rows["iter_100"], rows["iter_300"]
+    assert base["identity"] == 0 and base["general"] >= 0.9
+    assert mid["identity"] >= 0.5 and last["identity"] >= 0.75
+    assert last["general"] <= base["general"] - 0.4, (mid, last)  # "it only says one sentence"
+    assert last["leak"] >= 0.3
+
+
+def test_mixed_data_learns_the_identity_and_keeps_general_knowledge(tiny_run_dir, wb_home):
+    rows = _scores(tiny_run_dir, "last", wb_home)
+    base, last = rows["base"], rows["iter_60"]
+    assert last["identity"] >= 0.4
+    assert last["general"] >= base["general"] - 0.05 and last["leak"] <= 0.05
