@@ -58,8 +58,9 @@ def tiny_run_dir(tiny_world, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_overfit_run_dir(tiny_world, tmp_path_factory) -> Path:
-    """A finished real XTuner run of configs/tiny_cpu_overfit.py: identity-only data, 300 iterations, about two
-    minutes on 2 cores. iter_50.pth ... iter_300.pth: the identity is learned early, general knowledge breaks late.
+    """A finished real XTuner run of configs/tiny_cpu_overfit.py: identity-only data, 300 iterations of batch 16
+    (a few minutes on 2 cores). iter_50.pth ... iter_300.pth: the identity is learned by iter_150, general knowledge
+    breaks after (docs/data.md has the figures).
     Read-only for tests: copy it before changing anything.
     """
     import subprocess

@@ -49,6 +49,7 @@ def test_init_with_a_hub_model_and_a_mix_uses_the_mixed_1_8b_config(tmp_path, mo
     r = inspect_config(proj / "config.py", hardware=Hardware(True, 1, True, "A100"))
     assert r.warnings == [] and r.model_path == "internlm/internlm2-chat-1_8b"
     assert r.data_recipe["mix"]["ratio"] == 0.5 and r.data_recipe["stats"]["general"] == 400
+    assert (proj / "data" / r.data_recipe["mix"]["path"]).resolve() == mix.resolve()  # relative to the final folder
 
 
 def test_init_switches_the_template_to_the_models_own_chat_format(tmp_path):
@@ -90,3 +91,12 @@ def test_init_fills_an_empty_existing_folder(tmp_path):
     p = _init(str(proj), "--name", "Tutu")
     assert p.returncode == 0, p.stderr
     assert (proj / "config.py").is_file() and (proj / "data" / "identity.json").is_file()
+
+
+def test_data_modules_import_without_torch_textual_or_mmengine():
+    """`workbench data`, `init` and the TUI's use of the inspector start fast: heavy imports happen in calls."""
+    code = ("import sys\nimport workbench.commands.data, workbench.data.identity, workbench.data.scaffold, "
+            "workbench.data.checks, workbench.data.inspect, workbench.data.conversations\n"
+            "print([m for m in ('torch', 'transformers', 'textual', 'xtuner', 'mmengine') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project_root(), check=True)
+    assert out.stdout.strip() == "[]"
