@@ -5,7 +5,7 @@ until the whole reply is on screen, and the peak memory of this process, for:
 
 - idle: nothing streaming (the baseline latency);
 - workbench: the Chat screen's path: a generating thread hands tokens to `TokenBatcher`, which posts
-  one message per 50 ms; the transcript appends each batch through `Markdown.get_stream()`;
+  one message per 200 ms; the transcript appends each batch through `Markdown.get_stream()`;
 - naive: what elia does: one blocking `call_from_thread` per token that re-renders the whole reply
   (`Markdown.update(all_text_so_far)`); quadratic, so it is stopped after 60 s.
 

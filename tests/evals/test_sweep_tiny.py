@@ -23,6 +23,11 @@ from .helpers import ROOT, VARS, run_eval, wait_for
 pytestmark = pytest.mark.slow
 
 OVERFIT_CONFIG = configs_dir() / "tiny_cpu_overfit.py"
+# The config's schedule at lr 1e-3 and 400 iterations (a checkpoint every 50): identity is learned while
+# general knowledge holds for a while, then general breaks and replies turn into the identity sentence, so
+# the verdict has an early checkpoint to pick and late ones to flag. (At the config's own lr 3e-3 general
+# breaks before identity is learned and the honest verdict is "none is safe".)
+OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1e-3", "train_cfg.max_iters=400"]
 TOTAL_ITEMS = 48 + 170
 
 
@@ -36,14 +41,16 @@ def _cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="session")
 def overfit_run(tiny_world, tmp_path_factory) -> Path:
-    """A finished real XTuner run of configs/tiny_cpu_overfit.py (identity-only data, too many steps)."""
+    """A finished real XTuner run of configs/tiny_cpu_overfit.py (identity-only data, too many steps).
+
+    Its data has a recipe beside it, so the sweep finds {name}/{org} without --var."""
     work = tmp_path_factory.mktemp("overfit") / "work"
     env = dict(os.environ, WORKBENCH_MODEL=str(tiny_world), PYTHONUNBUFFERED="1")
     log = work.parent / "stdout.log"
     with open(log, "wb") as out:
         proc = subprocess.run([sys.executable, "-m", "workbench.xtuner_compat", "train", str(OVERFIT_CONFIG),
-                               "--work-dir", str(work)], env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1200,
-                              cwd=ROOT)
+                               "--work-dir", str(work), "--cfg-options", *OVERFIT_OPTIONS], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=1800, cwd=ROOT)
     assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
     return work
 
@@ -68,7 +75,7 @@ def _cached_rows(home: Path) -> int:
 def swept(overfit_run, eval_home, tmp_path_factory) -> dict:
     """The sweep of every checkpoint: started, killed once two targets are cached, then run to the end."""
     out = tmp_path_factory.mktemp("swept")
-    args = ["--checkpoints", str(overfit_run), *VARS, "--format", "json", "-q"]
+    args = ["--checkpoints", str(overfit_run), "--format", "json", "-q"]  # {name}/{org}: the data's recipe
     env = dict(os.environ, WORKBENCH_HOME=str(eval_home))
     first = subprocess.Popen([sys.executable, "-m", "workbench", "eval", *args, "--out", str(out / "never.json")],
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,6 +107,8 @@ def test_interrupted_sweep_resumes_without_regenerating_what_it_had(swept):
 
 
 def test_curve_shows_identity_rising_and_general_falling(swept):
+    assert swept["report"]["meta"]["vars"] == {"name": "Tutu", "org": "Workbench Lab"}  # from the data's recipe
+    assert "variables from the recipe" in swept["stderr"]
     rows = swept["report"]["rows"]
     base, last = rows[0], rows[-1]
     assert base["name"] == "base" and base["general"] >= 0.9 and base["identity"] <= 0.1
@@ -136,7 +145,7 @@ def test_rescoring_saved_responses_gives_the_same_numbers(swept, eval_home):
 
 
 def test_repeated_sweep_generates_nothing_and_loads_no_model(swept, overfit_run, eval_home):
-    p = run_eval("--checkpoints", str(overfit_run), *VARS, "--format", "json", "-q", home=eval_home)
+    p = run_eval("--checkpoints", str(overfit_run), "--format", "json", "-q", home=eval_home)
     assert p.returncode == 0, p.stderr
     again = json.loads(p.stdout)
     assert again["meta"]["generated"] == 0
@@ -186,6 +195,7 @@ def test_parity_finds_merged_equal_to_its_adapter_and_different_from_another(swe
     assert same.returncode == 0, same.stderr
     r = json.loads(same.stdout)
     assert r["n"] == 48 and r["identical"] == 48 and r["differing"] == []
+    assert r["warnings"] == []  # the adapter folder's xtuner_config.py gave the training template
 
     other = run_eval("--parity", str(hf / f"iter_{early}"), str(merged), "--evalset", "identity", *VARS,
                      "--format", "json", "-q", "--fail-under", "agreement=1.0", home=eval_home)

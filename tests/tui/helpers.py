@@ -7,8 +7,6 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
-
 from workbench.paths import project_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,10 +38,11 @@ async def wait_for(pilot, condition, timeout: float = 60.0, what: str = "") -> N
     deadline = time.monotonic() + timeout
     app = pilot.app
     while not condition():
+        # AssertionError, not pytest.fail: inside a snapshot's run_before, Textual must see an Exception.
         if getattr(app, "errors", None):
-            pytest.fail(f"while waiting for {what or condition}: the app reported {app.errors}")
+            raise AssertionError(f"while waiting for {what or condition}: the app reported {app.errors}")
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or condition}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
         await pilot.pause(0.05)
 
 

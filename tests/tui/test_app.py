@@ -44,9 +44,9 @@ async def test_runs_screen_shows_the_recorded_run_with_metrics(recorded_home):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         await wait_for(pilot, lambda: screen.selected == "rec001", 10, "the run selected")
-        await wait_for(pilot, lambda: "iter 60/60" in screen_text(app), 10, "the metrics panel")
+        await wait_for(pilot, lambda: "iter 300/300" in screen_text(app), 10, "the metrics panel")
         text = screen_text(app)
-        assert "rec001" in text and "finished" in text and "60/60" in text
+        assert "rec001" in text and "finished" in text and "300/300" in text
         assert "loss" in text and "lr" in text
 
 
@@ -54,16 +54,16 @@ async def test_runs_screen_tabs_show_samples_checkpoints_and_log(recorded_home):
     app = WorkbenchApp(Settings())
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: "iter 60/60" in screen_text(app), 10, "the run's metrics")
+        await wait_for(pilot, lambda: "iter 300/300" in screen_text(app), 10, "the run's metrics")
         await pilot.press("a")  # Samples: the newest iteration on the right, the one before on the left
-        await wait_for(pilot, lambda: "iter 60" in screen_text(app) and "iter 50" in screen_text(app), 5)
+        await wait_for(pilot, lambda: "iter 300" in screen_text(app) and "iter 275" in screen_text(app), 5)
         assert "What is the capital of Germany?" in screen_text(app)
         screen.query_one("#samples-left").focus()
         await pilot.press("left_square_bracket", "left_square_bracket")
-        await wait_for(pilot, lambda: "iter 30" in screen_text(app), 5, "the left pane stepping back")
+        await wait_for(pilot, lambda: "iter 225" in screen_text(app), 5, "the left pane stepping back")
         await pilot.press("k")  # Checkpoints
         await wait_for(pilot, lambda: all(re.search(rf"^ {i} +0 B", screen_text(app), re.M)
-                                          for i in (10, 20, 30, 40, 50, 60)), 5, "the checkpoints")
+                                          for i in range(25, 301, 25)), 5, "the checkpoints")
         await pilot.press("l")  # Log: the console capture, followed to its end
         await wait_for(pilot, lambda: "stdout.log" in screen_text(app) and "following" in screen_text(app), 5)
 

@@ -145,3 +145,24 @@ async def test_runs_start_from_a_config_shows_the_inspection_then_stop_and_resum
         await pilot.press("y")
         await wait_for(pilot, lambda: str(screen.run.status) == "stopped", 60, "the resumed run stopped")
         assert not app.errors
+
+
+async def test_demo_mode_sweeps_the_finished_run_then_offers_the_comparison_in_chat(tiny_home):
+    run = _tiny_run()
+    demo = {"run": run.id, "variables": {"name": "Tutu", "org": "Workbench Lab"}, "iters": "last"}
+    app = WorkbenchApp(Settings(max_new_tokens=16), select_run=run.id, demo=demo)
+    async with app.run_test(size=(80, 24)) as pilot:
+        # The run has ended: the app moves on to Eval by itself and sweeps it.
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 30, "the Eval screen")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.report is not None, 900, "the sweep")
+        await wait_for(pilot, lambda: "chat" in app.pending, 5, "the comparison prepared")
+        spec = app.pending["chat"]
+        assert spec["compare"][0] == "base" and spec["compare"][-1] == "iter_60"
+        await pilot.press("f2")
+        chat = app.screen
+        await wait_for(pilot, lambda: chat.session is not None and chat.variants == spec["compare"], 120,
+                       "chat loaded in compare mode")
+        await pilot.press(*"What is the capital of Germany?", "enter")
+        await wait_for(pilot, lambda: not chat.busy and chat.comparisons, 60, "the side-by-side replies")
+        assert [name for name, _ in chat.comparisons[0][1]] == spec["compare"]

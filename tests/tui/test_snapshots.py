@@ -22,8 +22,7 @@ def _app(**kwargs) -> WorkbenchApp:
 
 
 async def _run_shown(pilot) -> None:
-    await wait_for(pilot, lambda: "iter 300/300" in screen_text(pilot.app) or "iter 60/60" in screen_text(pilot.app),
-                   10, "the recorded run's metrics")
+    await wait_for(pilot, lambda: "iter 300/300" in screen_text(pilot.app), 10, "the recorded run's metrics")
 
 
 def test_runs_screen_metrics(recorded_home, snap_compare):
@@ -82,7 +81,8 @@ def test_eval_screen_curve_table_and_verdict(recorded_home, snap_compare):
         await pilot.pause()
         screen = pilot.app.screen
         screen.show_report(report, expected)
-        await wait_for(pilot, lambda: "verdict" in screen_text(pilot.app), 5, "the report")
+        await wait_for(pilot, lambda: "verdict" in screen_text(pilot.app) and "forgetting, leaking" in
+                       screen_text(pilot.app), 5, "the report, its columns sized")
 
     assert snap_compare(_app(start_mode="eval"), terminal_size=SIZE, run_before=before)
 

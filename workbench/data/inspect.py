@@ -238,12 +238,15 @@ def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_option
     r.max_length = _find(dataset, "max_length") or cfg.get("max_length")
     data_file = _first_data_file(_find(dataset, "data_files"))
     if data_file:
-        r.data_path = str(data_file)
-        r.data_found = Path(data_file).expanduser().exists()
+        data = Path(data_file).expanduser()
+        if not data.is_absolute() and not data.exists() and (path.parent / data).exists():
+            data = path.parent / data  # relative to the config's folder rather than to where we run
+        r.data_path = str(data)
+        r.data_found = data.exists()
         if r.data_found:
             from workbench.data.identity import find_recipe
 
-            r.data_recipe = find_recipe(data_file)
+            r.data_recipe = find_recipe(data)
 
     optim = cfg.get("optim_wrapper") or {}
     r.lr = (optim.get("optimizer") or {}).get("lr", cfg.get("lr"))

@@ -227,7 +227,11 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
                 if not (p / "adapter_config.json").is_file():
                     raise BadInput(f"--adapter {a}: neither an iter_N.pth nor a PEFT adapter folder "
                                    "(no adapter_config.json)")
-                base = base or _base_from_adapter(p)
+                # `xtuner convert pth_to_hf` copies the training config into the adapter folder: its template
+                # is the one to chat with (the seeds' "你是谁 answered as the base model" came from ignoring it).
+                if cfg is None and (p / "xtuner_config.py").is_file():
+                    cfg = str(p / "xtuner_config.py")
+                base = base or _base_from_adapter(p) or _base_from_config(cfg)
                 kind = ADAPTER
             name = p.stem if kind == CHECKPOINT else p.name
             targets.append(Target(name, kind, str(p), _iter_of(p), cfg))

@@ -26,7 +26,7 @@ def plot_curve(rows: list[Row], verdict: Verdict | None, path: str | Path, title
     if not pts:  # adapters without iterations: plot them in order
         pts = rows
     xs = [0 if r.is_base else (r.iteration if r.iteration is not None else i) for i, r in enumerate(pts)]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
     for key, label, style in (("identity", "identity pass", "-o"), ("general", "general pass", "-s"),
                               ("leak", "leak", "--^")):
         ys = [getattr(r.agg, key) for r in pts]
@@ -34,7 +34,8 @@ def plot_curve(rows: list[Row], verdict: Verdict | None, path: str | Path, title
     if verdict and verdict.reference_general is not None:
         floor = verdict.reference_general - verdict.tolerance
         ax.axhline(floor, color="grey", linestyle=":", linewidth=1)
-        ax.text(xs[-1], floor, f" base - {verdict.tolerance:.2f}", va="bottom", ha="right", fontsize=8, color="grey")
+        ax.text(xs[0], floor, f" base general - {verdict.tolerance:.2f}", va="top", ha="left", fontsize=8,
+                color="grey")
     if verdict and verdict.recommended_iteration is not None:
         ax.axvline(verdict.recommended_iteration, color="green", alpha=0.4, linewidth=6)
         ax.text(verdict.recommended_iteration, 1.02, "recommended", ha="center", fontsize=8, color="green")
@@ -47,7 +48,7 @@ def plot_curve(rows: list[Row], verdict: Verdict | None, path: str | Path, title
     ax.set_ylabel("rate")
     ax.set_title(title or "Forgetting curve")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

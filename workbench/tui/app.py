@@ -158,7 +158,8 @@ class WorkbenchApp(WorkerErrors, App[None]):
                         severity="error", timeout=15)
             return
         self.notify("The run finished: every checkpoint is being scored (Eval)", timeout=8)
-        self.pending["eval"] = {"run": message.run_id, "start": True, "variables": self.demo.get("variables")}
+        self.pending["eval"] = {"run": message.run_id, "start": True, "variables": self.demo.get("variables"),
+                                "iters": self.demo.get("iters")}
         self.switch_mode("eval")
 
     def demo_sweep_done(self, report) -> None:
@@ -167,14 +168,17 @@ class WorkbenchApp(WorkerErrors, App[None]):
         ckpts = [r for r in rows if not r.is_base and r.target.source]
         if not ckpts or not report.meta.get("model"):
             return
-        good = next((r for r in ckpts if report.verdict and r.name == report.verdict.recommended), None)
+        verdict = report.verdict
+        # The recommended checkpoint; without one, the first that learned the identity (to show what it cost).
+        good_name = verdict and (verdict.recommended or verdict.identity_learned_at)
+        good = next((r for r in ckpts if r.name == good_name), None)
         last = ckpts[-1]
-        picked = [r for r in (good, last) if r is not None]
-        picked = list({r.name: r for r in picked}.values())
+        picked = list({r.name: r for r in (good, last) if r is not None}.values())
         self.pending["chat"] = {"base": report.meta["model"],
                                 "adapters": [[r.name, r.target.source] for r in picked],
                                 "compare": ["base", *[r.name for r in picked]]}
-        names = ", ".join(["base", *[r.name + (" (recommended)" if r is good else " (last)") for r in picked]])
+        why = "recommended" if verdict and verdict.recommended else "identity learned"
+        names = ", ".join(["base", *[r.name + (f" ({why})" if r is good else " (last)") for r in picked]])
         self.notify(f"F2 Chat: {names} side by side", timeout=15)
 
 

@@ -53,21 +53,23 @@ def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
     """A default base (the newest run's) and every checkpoint of every run: ``(name, path, config)``.
 
     A converted checkpoint is offered as its adapter folder (faster to attach), others as ``iter_N.pth``.
+    Read the way the chat session reads them (the work dir's config copy names the base).
     """
+    from workbench.models import xtuner_ckpt
     from workbench.runs import registry
     from workbench.runs.checkpoints import list_checkpoints
 
     base = None
     items: list[tuple[str, str, str]] = []
     for run in reversed(registry.list_runs()):
-        try:
-            config = run_config(run) or ""
-            if base is None:
-                base = run_base_model(run)
-        except Exception:  # noqa: BLE001 - a run whose files are gone offers nothing, the others still do
-            continue
+        config = xtuner_ckpt.work_dir_config(run.work_dir)
+        if base is None and config is not None:
+            try:
+                base = xtuner_ckpt.read_config(config).base_model
+            except Exception:  # noqa: BLE001 - an unreadable config names no base; its checkpoints still count
+                pass
         for ck in reversed(list_checkpoints(run.work_dir)):
-            items.append((f"{run.name}@{ck.iteration}", ck.adapter_path or ck.path, config))
+            items.append((f"{run.name}@{ck.iteration}", ck.adapter_path or ck.path, str(config or "")))
     return base, items
 
 

@@ -83,7 +83,8 @@ class EvalScreen(WorkerErrors, Screen):
         table = DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("checkpoint", "identity", "general", "leak", "loop", "flags")
         yield table
-        yield Static("", id="verdict")
+        with VerticalScroll(id="verdict-box"):
+            yield Static("", id="verdict")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -106,6 +107,7 @@ class EvalScreen(WorkerErrors, Screen):
         if request:
             self.run_id = self.run_label = str(request["run"])
             self.variables = dict(request.get("variables") or self.variables)
+            self.iters = request.get("iters") or self.iters
             self._list_runs()
             if request.get("start"):
                 self.action_start()

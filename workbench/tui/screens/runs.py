@@ -7,6 +7,7 @@ only turns their results (messages) into widgets.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -24,14 +25,15 @@ from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, Sam
 from workbench.tui.widgets.logview import LogPanel
 from workbench.tui.widgets.navbar import NavBar
 
+TAIL_BYTES = 256 << 10  # a running run's log is read from this far before its end for the runs list
 STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
                 "lost": "red"}
 
 
 class RunsListed(Message):
-    def __init__(self, runs: list) -> None:
+    def __init__(self, runs: list, latest: dict) -> None:
         super().__init__()
-        self.runs = runs
+        self.runs, self.latest = runs, latest  # latest: run id -> its last MetricsEvent (running runs)
 
 
 class RunEvents(Message):
@@ -91,10 +93,15 @@ class RunsScreen(WorkerErrors, Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list = []
+        self.latest: dict = {}
         self.selected: str | None = None
         self.follow_log: str | None = None  # the file the log view shows
         self.log_source = "console"  # or "mmengine"
         self._mmengine_log: str | None = None
+        # Progress and eta of every running run, for the list: one LogFollower each, read by offset.
+        self._trackers: dict = {}
+        self._latest: dict = {}
+        self._track_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
@@ -117,6 +124,12 @@ class RunsScreen(WorkerErrors, Screen):
         self.set_interval(max(0.2, self.app.settings.poll_interval), self.refresh_runs)
         self.query_one("#runs-table").focus()
 
+    def on_unmount(self) -> None:
+        with self._track_lock:
+            for tracker in self._trackers.values():
+                tracker.close()
+            self._trackers.clear()
+
     def palette_commands(self) -> list:
         return [
             ("runs: Start a run from a config…", self.action_new_run, "Inspect a config, then start it detached"),
@@ -133,10 +146,36 @@ class RunsScreen(WorkerErrors, Screen):
     def refresh_runs(self) -> None:
         from workbench.runs import registry
 
-        self.post_message(RunsListed(registry.list_runs()))
+        runs = registry.list_runs()
+        self.post_message(RunsListed(runs, self._latest_metrics(runs)))
+
+    def _latest_metrics(self, runs: list) -> dict:
+        """The last logged train metrics of each running run (the runs core's follower, near the log's end)."""
+        from workbench.runs.follow import find_log_file
+        from workbench.runs.logparse import LogFollower
+
+        with self._track_lock:  # an earlier listing thread may still be finishing
+            for run in runs:
+                tracker = self._trackers.get(run.id)
+                if str(run.status) != "running":
+                    if tracker is not None:
+                        tracker.close()
+                        del self._trackers[run.id]
+                    continue
+                if tracker is None:
+                    path = find_log_file(run)
+                    if path is None or not path.exists():
+                        continue
+                    tracker = self._trackers[run.id] = LogFollower(path, offset=max(0, path.stat().st_size
+                                                                                   - TAIL_BYTES))
+                for ev in tracker.poll():
+                    if ev.kind == "metrics" and ev.mode == "train":
+                        self._latest[run.id] = ev
+            return dict(self._latest)
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self.runs = message.runs
+        self.latest = message.latest
         table = self.query_one("#runs-table", DataTable)
         by_id = {r.id: r for r in self.runs}
         metrics = self.query_one(MetricsPanel).last
@@ -150,7 +189,7 @@ class RunsScreen(WorkerErrors, Screen):
         else:
             for run in rows:
                 for col, cell in zip(table.columns, self._cells(run, metrics), strict=True):
-                    table.update_cell(run.id, col, cell)
+                    table.update_cell(run.id, col, cell, update_width=True)
         if wanted and wanted not in by_id and self.app.select_run == wanted:
             wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
         if rows and (wanted is None or wanted not in by_id):
@@ -162,7 +201,7 @@ class RunsScreen(WorkerErrors, Screen):
     def _cells(self, run, metrics) -> tuple:
         from rich.text import Text
 
-        live = metrics if run.id == self.selected else None
+        live = metrics if run.id == self.selected and metrics is not None else self.latest.get(run.id)
         done = live.iter if live else (run.max_iters if str(run.status) == "finished" else None)
         total = (live.max_iters if live else None) or run.max_iters
         loss = f"{live.loss:.4g}" if live and live.loss is not None else "-"
@@ -233,17 +272,21 @@ class RunsScreen(WorkerErrors, Screen):
         self.query_one(SamplesPanel).add(by_kind.get("sample", []))
         if "checkpoint" in by_kind or "run_end" in by_kind:
             self.list_checkpoints()
-        for ev in by_kind.get("error", [])[-3:]:
+        # Errors and the end are news only for a run that is live now; an ended run's are in its log.
+        live = self.run is not None and str(self.run.status) == "running"
+        for ev in by_kind.get("error", [])[-3:] if live else []:
             self.notify(ev.message, title=f"run {message.run_id}: {ev.error}", severity="error", timeout=10)
         if "run_end" in by_kind:
             end = by_kind["run_end"][-1]
-            self.notify(f"run {message.run_id} {end.status}" + (f": {end.reason}" if end.reason else ""))
+            if live:
+                self.notify(f"run {message.run_id} {end.status}" + (f": {end.reason}" if end.reason else ""),
+                            severity="information" if end.status == "finished" else "error", timeout=10)
             self.refresh_runs()
         if by_kind.get("metrics") and self.run is not None:
             table = self.query_one("#runs-table", DataTable)
             metrics = self.query_one(MetricsPanel).last
             for col, cell in zip(table.columns, self._cells(self.run, metrics), strict=True):
-                table.update_cell(self.run.id, col, cell)
+                table.update_cell(self.run.id, col, cell, update_width=True)
 
     @work(thread=True, exclusive=True, group="run-ckpts", exit_on_error=False, description="Listing checkpoints")
     def list_checkpoints(self) -> None:
