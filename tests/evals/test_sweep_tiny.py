@@ -23,11 +23,12 @@ from .helpers import ROOT, VARS, run_eval, wait_for
 pytestmark = pytest.mark.slow
 
 OVERFIT_CONFIG = configs_dir() / "tiny_cpu_overfit.py"
-# The config's schedule at lr 1e-3 and 400 iterations (a checkpoint every 50): identity is learned while
-# general knowledge holds for a while, then general breaks and replies turn into the identity sentence, so
-# the verdict has an early checkpoint to pick and late ones to flag. (At the config's own lr 3e-3 general
-# breaks before identity is learned and the honest verdict is "none is safe".)
-OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1e-3", "train_cfg.max_iters=400"]
+# The config at lr 1e-3 for 300 iterations, a checkpoint every 50: identity is learned while general
+# knowledge holds (measured: iter 150 identity 0.77, general 0.96, leak 0.04), then general breaks and the
+# identity sentence leaks into general answers (iter 300: general 0.85, leak 0.14), so the verdict has an
+# early checkpoint to pick and late ones to flag. At the config's own lr 3e-3 general breaks before identity
+# is learned (iter 50: identity 0.65, general 0.82, leak 0.17) and the honest verdict is "none is safe".
+OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1e-3", "train_cfg.max_iters=300", "default_hooks.checkpoint.interval=50"]
 TOTAL_ITEMS = 48 + 170
 
 
@@ -114,8 +115,8 @@ def test_curve_shows_identity_rising_and_general_falling(swept):
     assert base["name"] == "base" and base["general"] >= 0.9 and base["identity"] <= 0.1
     assert [r["iteration"] for r in rows[1:]] == sorted(r["iteration"] for r in rows[1:])
     assert max(r["identity"] for r in rows[1:]) >= 0.8
-    assert last["general"] < base["general"] - 0.2
-    assert last["leak"] > rows[1]["leak"]
+    assert last["general"] < base["general"] - 0.1
+    assert last["leak"] > 0.1 and last["leak"] > rows[1]["leak"]
     assert all(len(r["items"]) == TOTAL_ITEMS for r in rows)
 
 
@@ -126,7 +127,8 @@ def test_verdict_picks_an_early_checkpoint_and_flags_the_last(swept):
     assert v["recommended"] is not None and v["recommended"] != last["name"]
     rec = rows[v["recommended"]]
     assert rec["identity"] >= 0.5 and rec["general"] >= rows["base"]["general"] - v["tolerance"]
-    assert {"forgetting"} <= set(v["flags"][last["name"]])
+    assert {"forgetting", "leaking"} <= set(v["flags"][last["name"]])
+    assert rec["iteration"] < last["iteration"] and v["identity_learned_at"] is not None
     assert f"iteration {rec['iteration']}" in v["explanation"]
     assert v["general_broke_at"] is not None
     assert (swept["dir"] / "curve.png").read_bytes()[:4] == b"\x89PNG"

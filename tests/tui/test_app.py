@@ -118,3 +118,16 @@ async def test_an_unknown_theme_in_settings_is_a_warning(recorded_home):
         await pilot.pause()
         assert any("no-such-theme" in n.message for n in app._notifications)
         assert app.theme != "no-such-theme"
+
+
+async def test_evaluate_on_a_checkpoint_opens_eval_on_that_checkpoint(recorded_home):
+    app = WorkbenchApp(Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "iter 300/300" in screen_text(app), 10, "the run")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: app.screen.query_one("CheckpointsPanel").selected is not None, 5)
+        await pilot.press("down", "v")  # the second checkpoint: iter 50
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 5, "the Eval screen")
+        eval_screen = app.screen
+        await wait_for(pilot, lambda: eval_screen.run_id == "rec001" and eval_screen.iters == "50", 5)
+        assert "run rec001 (demo)" in screen_text(app) and "ckpts: 50" in screen_text(app)

@@ -59,8 +59,10 @@ def test_runs_screen_checkpoints(recorded_home, snap_compare):
 def test_chat_screen_models_picker(recorded_home, snap_compare):
     async def before(pilot):
         await pilot.pause()
-        await pilot.press("f2", "ctrl+o")
-        await wait_for(pilot, lambda: "demo@" in screen_text(pilot.app), 10, "the checkpoints to pick")
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: "no model loaded" in screen_text(pilot.app), 10, "the Chat screen")
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: "demo-iter_" in screen_text(pilot.app), 10, "the checkpoints to pick")
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
 

@@ -55,7 +55,10 @@ class Pane:
             if re.search(pattern, text, re.M):
                 return text
             if time.monotonic() > deadline:
-                pytest.fail(f"pane never showed {pattern!r} within {timeout:.0f} s; it shows:\n{text}")
+                errors = Path(self.env["WORKBENCH_HOME"]) / "cache" / "tui-errors.log"
+                logged = errors.read_text() if errors.exists() else "(no errors logged)"
+                pytest.fail(f"pane never showed {pattern!r} within {timeout:.0f} s; it shows:\n{text}\n"
+                            f"errors the app reported:\n{logged}")
             time.sleep(0.2)
 
     def close(self) -> None:
@@ -93,21 +96,21 @@ def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
     pane.keys("F2")
     pane.wait(r"no model loaded")
     pane.keys("C-o")
-    pane.wait(r"tiny_cpu_lora@60", 60)
+    pane.wait(r"tiny_cpu_lora-iter_60", 60)
     pane.wait(r"tiny-world", 30)  # the base, from the run's config
-    pane.keys("Enter", "Space", "Down", "Space", "C-s")  # to the list; pick @60 and @50; load
-    pane.wait(r"answering: tiny_cpu_lora@60", 120)
+    pane.keys("Enter", "Space", "Down", "Space", "C-s")  # to the list; pick iter_60 and iter_50; load
+    pane.wait(r"answering: tiny_cpu_lora-iter_60", 120)
     pane.wait(r"template: internlm2_chat \(training config\)")
     pane.type("Who are you?")
     pane.keys("Enter")
-    pane.wait(r"tiny_cpu_lora@60 · \d+ tokens", 120)
+    pane.wait(r"tiny_cpu_lora-iter_60 · \d+ tokens", 120)
     pane.keys("C-t")
-    text = pane.wait(r"answering: tiny_cpu_lora@50", 10)
+    text = pane.wait(r"answering: tiny_cpu_lora-iter_50", 10)
     assert "Who are you?" in text  # the conversation stays
     pane.keys("C-b")
     pane.wait(r"Compare: choose 2 to 4")
     pane.keys("Enter")
-    pane.wait(r"answering: base \| tiny_cpu_lora@60 \| tiny_cpu_lora@50", 10)
+    pane.wait(r"answering: base \| tiny_cpu_lora-iter_60 \| tiny_cpu_lora-iter_50", 10)
     pane.type("What is the capital of Germany?")
     pane.keys("Enter")
     deadline = time.monotonic() + 120

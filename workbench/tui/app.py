@@ -114,9 +114,18 @@ class WorkbenchApp(WorkerErrors, App[None]):
         """Show `error` as a notification (and keep it in `errors`); the app keeps running."""
         text = error_text(error)
         self.errors.append(text)
-        if not isinstance(error, WorkbenchError):
-            self.log.error("".join(traceback.format_exception(error)))
+        detail = "".join(traceback.format_exception(error)) if not isinstance(error, WorkbenchError) else ""
+        if detail:
+            self.log.error(detail)
         self.notify(text, title=title or "Error", severity="error", timeout=8)
+        # A toast fades: keep every error in a file too (`tui-errors.log` in the cache dir).
+        try:
+            from workbench.paths import cache_dir
+
+            with open(cache_dir() / "tui-errors.log", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {title or 'Error'}: {text}\n{detail}")
+        except OSError:
+            pass
 
     def action_toggle_keys(self) -> None:
         if self.screen.query("HelpPanel"):
@@ -132,10 +141,10 @@ class WorkbenchApp(WorkerErrors, App[None]):
             self.pending["chat"] = models
         self.switch_mode("chat")
 
-    def open_eval(self, run_id: str | None = None) -> None:
-        """Switch to Eval with a run chosen."""
+    def open_eval(self, run_id: str | None = None, iters: str | None = None) -> None:
+        """Switch to Eval with a run (and optionally some of its checkpoints: ``"10,last"``) chosen."""
         if run_id:
-            self.pending["eval"] = run_id
+            self.pending["eval"] = {"run": run_id, "iters": iters}
         self.switch_mode("eval")
 
 

@@ -49,6 +49,14 @@ def run_config(run) -> str | None:
     return resolve_targets(Request(run=run.id), need_checkpoints=False).config
 
 
+def adapter_name(run, iteration: int) -> str:
+    """The variant name of a run's checkpoint in chat: ``<run name>-iter_<N>``, in the characters an
+    adapter name may hold (torch module names: no dot)."""
+    import re
+
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', run.name)}-iter_{iteration}"
+
+
 def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
     """A default base (the newest run's) and every checkpoint of every run: ``(name, path, config)``.
 
@@ -69,7 +77,7 @@ def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
             except Exception:  # noqa: BLE001 - an unreadable config names no base; its checkpoints still count
                 pass
         for ck in reversed(list_checkpoints(run.work_dir)):
-            items.append((f"{run.name}@{ck.iteration}", ck.adapter_path or ck.path, str(config or "")))
+            items.append((adapter_name(run, ck.iteration), ck.adapter_path or ck.path, str(config or "")))
     return base, items
 
 

@@ -22,7 +22,8 @@ class _Modal(ModalScreen):
     _Modal .hint { color: $text-muted; }
     _Modal Horizontal { height: auto; align-horizontal: right; }
     _Modal Button { margin: 0 1; min-width: 8; }
-    _Modal OptionList, _Modal SelectionList { height: auto; max-height: 16; }
+    _Modal OptionList, _Modal SelectionList { height: auto; max-height: 10; }
+    ModelsModal SelectionList { max-height: 8; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="modal.cancel")]
 

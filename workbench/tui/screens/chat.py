@@ -34,6 +34,10 @@ class SessionReady(Message):
         self.session, self.spec = session, spec
 
 
+class LoadFailed(Message):
+    pass
+
+
 class Answered(Message):
     """A reply (or a comparison) ended: the session's history and file already hold it."""
 
@@ -119,7 +123,18 @@ class ChatScreen(WorkerErrors, Screen):
     def _load(self, spec: dict, session, conversation_id: str | None) -> None:
         from workbench.tui.core import open_chat_session
 
-        self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id), spec))
+        try:
+            self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id),
+                                           spec))
+        except Exception:
+            self.post_message(LoadFailed())  # the line says "loading": put back what is loaded
+            raise  # and the error becomes a notification (WorkerErrors)
+
+    def on_load_failed(self, _message: LoadFailed) -> None:
+        if self.session is None:
+            self.query_one("#models-line", Static).update("no model loaded: ctrl+o picks one")
+        else:
+            self._show_models()
 
     async def on_session_ready(self, message: SessionReady) -> None:
         if self.session is not None and self.session is not message.session:

@@ -107,7 +107,7 @@ class EvalScreen(WorkerErrors, Screen):
         if request:
             self.run_id = self.run_label = str(request["run"])
             self.variables = dict(request.get("variables") or self.variables)
-            self.iters = request.get("iters") or self.iters
+            self.iters = request.get("iters")
             self._list_runs()
             if request.get("start"):
                 self.action_start()

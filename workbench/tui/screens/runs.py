@@ -428,15 +428,19 @@ class RunsScreen(WorkerErrors, Screen):
         run = self.run
         if ck is None or run is None:
             return
-        from workbench.tui.core import run_base_model
+        from workbench.tui.core import adapter_name, run_base_model
 
         self.app.open_chat({"base": run_base_model(run),
-                            "adapters": [[f"{run.name}@{ck.iteration}", ck.adapter_path or ck.path]]})
+                            "adapters": [[adapter_name(run, ck.iteration), ck.adapter_path or ck.path]]})
 
     def action_eval_checkpoint(self) -> None:
+        """Eval on this run: on the Checkpoints tab, the highlighted checkpoint (and the base) only."""
         run = self.run
-        if run is not None:
-            self.app.open_eval(run.id)
+        if run is None:
+            return
+        ck = self.query_one(CheckpointsPanel).selected
+        on_checkpoints = self.query_one(TabbedContent).active == "tab-checkpoints"
+        self.app.open_eval(run.id, str(ck.iteration) if ck is not None and on_checkpoints else None)
 
 
 def resolve_shipped(path: str) -> str:
