@@ -234,6 +234,8 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
                 base = base or _base_from_adapter(p) or _base_from_config(cfg)
                 kind = ADAPTER
             name = p.stem if kind == CHECKPOINT else p.name
+            if name in {t.name for t in targets}:  # two runs' hf/iter_600: tell them apart by their folder
+                name = f"{p.resolve().parent.name}/{name}"
             targets.append(Target(name, kind, str(p), _iter_of(p), cfg))
         config = config or next((t.config for t in targets if t.config), None)
         source = "adapter " + ", ".join(req.adapters)

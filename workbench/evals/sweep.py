@@ -9,15 +9,15 @@ everything is cached.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from workbench.evals import thresholds as T
 from workbench.evals.cache import ResponseCache, cache_key, content_hash, model_fingerprint
 from workbench.evals.evalset import EvalItem
-from workbench.evals.results import ADAPTER, BASE, CHECKPOINT, MERGED, Row, Target, fill_vs_base, score_row
+from workbench.evals.results import ADAPTER, CHECKPOINT, MERGED, Row, Target, fill_vs_base, score_row
 from workbench.progress import ProgressFn
 
 
@@ -109,10 +109,12 @@ class _Models:
         backend = self.backend_for(target)
         t0 = time.perf_counter()
         if target.kind in (CHECKPOINT, ADAPTER):
-            if target.name not in self.attached:
-                backend.add_adapter(target.name, target.source, config=target.config)
-                self.attached.add(target.name)
-            backend.set_active(target.name)
+            # Backends accept letters, digits, - _ . in adapter names; the label may hold more ("run/iter_600").
+            name = re.sub(r"[^\w.-]", "_", target.name)
+            if name not in self.attached:
+                backend.add_adapter(name, target.source, config=target.config)
+                self.attached.add(name)
+            backend.set_active(name)
         else:
             backend.set_active(None)
         return time.perf_counter() - t0
@@ -194,14 +196,3 @@ def score(generated: Sequence[Generated], items: Sequence[EvalItem]) -> list[Row
 def sweep(plan: Plan, progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
     """Generate (or fetch from the cache) and score: one `Row` per (target, format), in plan order."""
     return score(generate(plan, progress, log), plan.items)
-
-
-def checkpoint_targets(work_dir: str | Path, checkpoints: Sequence, config: str | None = None) -> list[Target]:
-    """Targets for a run's checkpoints (objects with `iteration` and `path`, as the runs core lists them)."""
-    return [
-        Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config) for c in checkpoints
-    ]
-
-
-def base_target() -> Target:
-    return Target(BASE, BASE)
