@@ -23,12 +23,13 @@ from .helpers import ROOT, VARS, run_eval, wait_for
 pytestmark = pytest.mark.slow
 
 OVERFIT_CONFIG = configs_dir() / "tiny_cpu_overfit.py"
-# The config at lr 1e-3 for 300 iterations, a checkpoint every 50: identity is learned while general
-# knowledge holds (measured: iter 150 identity 0.77, general 0.96, leak 0.04), then general breaks and the
-# identity sentence leaks into general answers (iter 300: general 0.85, leak 0.14), so the verdict has an
-# early checkpoint to pick and late ones to flag. At the config's own lr 3e-3 general breaks before identity
-# is learned (iter 50: identity 0.65, general 0.82, leak 0.17) and the honest verdict is "none is safe".
-OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1e-3", "train_cfg.max_iters=300", "default_hooks.checkpoint.interval=50"]
+# The config at lr 1.5e-3 for 175 iterations, a checkpoint every 25 (about two minutes of training): identity
+# rises while general knowledge holds (measured: iter 75 identity 0.65, general 0.99, leak 0.01), then general
+# breaks and the identity sentence leaks into general answers (iter 175: identity 0.88, general 0.84, leak
+# 0.16), so the verdict has an early checkpoint to pick and late ones to flag. At the config's own lr 3e-3
+# general breaks before identity is learned (iter 50: identity 0.65, general 0.82, leak 0.17) and the honest
+# verdict is "none is safe".
+OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1.5e-3", "train_cfg.max_iters=175", "default_hooks.checkpoint.interval=25"]
 TOTAL_ITEMS = 48 + 170
 
 
@@ -93,6 +94,13 @@ def swept(overfit_run, eval_home, tmp_path_factory) -> dict:
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     return {"dir": out, "report": report, "cached_before": cached_before, "stderr": second.stderr,
             "killed_early": not (out / "never.json").exists()}
+
+
+@pytest.fixture(scope="session")
+def registered(overfit_run, eval_home) -> Path:
+    """The overfit run registered with `workbench import` (for --run and `workbench convert`)."""
+    _cli("import", str(overfit_run), home=eval_home)
+    return overfit_run
 
 
 def rows_of(report: dict) -> dict[str, dict]:
@@ -169,40 +177,41 @@ def test_compare_templates_shows_the_wrong_template_losing_the_identity(swept, o
     assert "not the one used in training" in p.stderr
 
 
-def test_from_log_scores_the_hook_samples_without_a_model(swept, overfit_run, eval_home):
-    _cli("import", str(overfit_run), home=eval_home)
-    p = run_eval("--run", str(overfit_run), "--from-log", *VARS, "--format", "json", home=eval_home)
+def test_from_log_scores_the_hook_samples_without_a_model(swept, registered, eval_home):
+    p = run_eval("--run", str(registered), "--from-log", *VARS, "--format", "json", home=eval_home)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     rows = report["rows"]
     assert rows[0]["name"] == "base" and rows[0]["identity"] == 0.0
-    ckpt_iters = [r["iteration"] for r in swept["report"]["rows"][1:]]
-    assert set(ckpt_iters) <= {r["iteration"] for r in rows[1:]}
+    # the hook runs every evaluation_freq iterations and once after training: the last checkpoint's iteration
+    assert rows[-1]["iteration"] == swept["report"]["rows"][-1]["iteration"]
+    assert len(rows) >= 3
     assert rows[-1]["identity"] > rows[0]["identity"]
     assert 0 < rows[0]["n_identity"] + rows[0]["n_general"] < TOTAL_ITEMS  # only the hook's prompts
     assert any("hook prompt" in w for w in report["warnings"])
 
 
-def test_parity_finds_merged_equal_to_its_adapter_and_different_from_another(swept, overfit_run, eval_home, tiny_world,
-                                                                             tmp_path):
-    rows = swept["report"]["rows"]
-    last, early = rows[-1]["iteration"], rows[1]["iteration"]
-    _cli("convert", str(overfit_run), "--all", home=eval_home)
-    hf = overfit_run / "hf"
+def test_parity_finds_merged_equal_to_its_adapter_and_tells_another_model_apart(swept, registered, eval_home,
+                                                                                   tiny_world, tmp_path):
+    last = swept["report"]["rows"][-1]["iteration"]
+    _cli("convert", str(registered), "--iter", str(last), home=eval_home)
+    adapter = registered / "hf" / f"iter_{last}"
     merged = tmp_path / "merged"
-    _cli("merge", str(tiny_world), str(hf / f"iter_{last}"), str(merged), home=eval_home)
+    _cli("merge", str(tiny_world), str(adapter), str(merged), home=eval_home)
 
-    same = run_eval("--parity", str(hf / f"iter_{last}"), str(merged), "--evalset", "identity", *VARS,
+    same = run_eval("--parity", str(adapter), str(merged), "--evalset", "identity", *VARS,
                     "--format", "json", "-q", "--fail-under", "agreement=1.0", home=eval_home)
     assert same.returncode == 0, same.stderr
     r = json.loads(same.stdout)
     assert r["n"] == 48 and r["identical"] == 48 and r["differing"] == []
     assert r["warnings"] == []  # the adapter folder's xtuner_config.py gave the training template
 
-    other = run_eval("--parity", str(hf / f"iter_{early}"), str(merged), "--evalset", "identity", *VARS,
+    # The base model is not this adapter's merge: every identity answer differs, and parity says where.
+    other = run_eval("--parity", str(adapter), str(tiny_world), "--evalset", "identity", *VARS,
                      "--format", "json", "-q", "--fail-under", "agreement=1.0", home=eval_home)
     assert other.returncode == 1, other.stderr
     r = json.loads(other.stdout)
-    assert r["differing"] and r["identical"] < 48
+    assert r["differing"] and r["identical"] < 24
     d = r["differing"][0]
     assert d["adapter"][: d["first_difference"]] == d["merged"][: d["first_difference"]]
+    assert d["adapter"][d["first_difference"]:] != d["merged"][d["first_difference"]:]
