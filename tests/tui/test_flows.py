@@ -35,8 +35,8 @@ async def test_chat_streams_a_reply_swaps_adapters_compares_and_reopens(tiny_hom
         screen = app.screen
         session = screen.session
         assert list(session.variants) == ["base", "iter_10", "iter_60"] and session.current == "iter_10"
-        text = screen_text(app)
-        assert "template: internlm2_chat (training config)" in text and "answering: iter_10" in text
+        await wait_for(pilot, lambda: "answering: iter_10" in screen_text(app), 10, "the models line")
+        assert "template: internlm2_chat (training config)" in screen_text(app)
 
         await pilot.press(*"Who are you?", "enter")
         await wait_for(pilot, lambda: not screen.busy and len(session.messages) == 2, 60, "the reply")
@@ -96,7 +96,7 @@ async def test_eval_sweeps_a_run_and_shows_the_curve_verdict_and_replies(tiny_ho
         text = screen_text(app)
         assert re.search(r"^ ?base +\d+% +\d+% +\d+%", text, re.M), text
         assert re.search(r"^ ?iter_60", text, re.M) and "verdict:" in text
-        assert [r.name for r in screen._rows] == ["base", "iter_60"]
+        assert [r.name for r in screen.rows] == ["base", "iter_60"]
         assert screen.report.verdict is not None
 
         await pilot.press("enter")  # the highlighted checkpoint's replies, expected answers beside them

@@ -98,19 +98,20 @@ def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
     pane.keys("C-o")
     pane.wait(r"tiny_cpu_lora-iter_60", 60)
     pane.wait(r"tiny-world", 30)  # the base, from the run's config
-    pane.keys("Enter", "Space", "Down", "Space", "C-s")  # to the list; pick iter_60 and iter_50; load
+    pane.keys("Space", "Down", "Space", "C-s")  # the list has the focus: pick iter_60 and iter_50; load
     pane.wait(r"answering: tiny_cpu_lora-iter_60", 120)
     pane.wait(r"template: internlm2_chat \(training config\)")
     pane.type("Who are you?")
     pane.keys("Enter")
-    pane.wait(r"tiny_cpu_lora-iter_60 · \d+ tokens", 120)
+    pane.wait(r"\d+ tokens · .* · tiny_cpu_lora-iter_60", 120)
     pane.keys("C-t")
     text = pane.wait(r"answering: tiny_cpu_lora-iter_50", 10)
     assert "Who are you?" in text  # the conversation stays
     pane.keys("C-b")
     pane.wait(r"Compare: choose 2 to 4")
     pane.keys("Enter")
-    pane.wait(r"answering: base \| tiny_cpu_lora-iter_60 \| tiny_cpu_lora-iter_50", 10)
+    pane.wait(r"comparing 3 variants", 10)
+    pane.wait(r"─ base ─.*─ tiny_cpu_lora-iter_60 ─.*─ tiny_cpu_lora-iter_50 ─", 10)
     pane.type("What is the capital of Germany?")
     pane.keys("Enter")
     deadline = time.monotonic() + 120

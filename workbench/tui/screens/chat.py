@@ -49,8 +49,9 @@ class Compared(Message):
 
 
 def reply_info(variant: str, reply, seconds: float | None = None) -> str:
+    """The line under a reply; the variant last, as compare panes are narrow and titled with it."""
     speed = f" · {reply.tokens / seconds:.0f} tok/s" if seconds else ""
-    return f"{variant} · {reply.tokens} tokens · {reply.stop_reason}{speed}"
+    return f"{reply.tokens} tokens · {reply.stop_reason}{speed} · {variant}"
 
 
 class ChatScreen(WorkerErrors, Screen):
@@ -153,10 +154,11 @@ class ChatScreen(WorkerErrors, Screen):
         line = Text()
         line.append(f"{s.spec.backend}: ", style="dim")
         line.append(str(s.spec.base or s.spec.merged or "").rstrip("/").split("/")[-1])
-        line.append("  answering: ", style="dim")
-        if len(self.variants) > 1:
-            line.append(" | ".join(self.variants), style="bold")
+        if len(self.variants) > 1:  # the panes' titles name them
+            line.append(f"  comparing {len(self.variants)} variants", style="bold")
+            line.append("  (ctrl+b: back to the conversation)", style="dim")
         else:
+            line.append("  answering: ", style="dim")
             line.append(s.current, style="bold")
             line.append(f"  ({len(s.variants)} variants; ctrl+t swaps)", style="dim")
         self.query_one("#models-line", Static).update(line)

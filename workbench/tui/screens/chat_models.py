@@ -62,6 +62,10 @@ class ModelsModal(WorkerErrors, _Modal):
         for name, path, config in message.items:
             self.items[name] = (path, config)
             sel.add_option((name, name, name in attached))
+        if message.items and sel.highlighted is None:
+            sel.highlighted = 0  # Space then toggles the newest checkpoint, as the keys suggest
+        if message.items and base_input.value:
+            sel.focus()  # the base is known: what is left to choose is the checkpoints
 
     @on(Input.Submitted, "#base")
     def _base_done(self) -> None:

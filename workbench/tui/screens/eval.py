@@ -70,6 +70,7 @@ class EvalScreen(WorkerErrors, Screen):
         self.iters: str | None = None  # "10,30,last": only these checkpoints (None: all)
         self.variables: dict[str, str] = {}  # {name}, {org} of the identity answers (default: the run's recipe)
         self.report = None
+        self.rows: list = []  # the rows shown (the main template's), in table order
         self.expected: dict[str, list[str]] = {}
         self._runs: list = []
 
@@ -255,7 +256,7 @@ class EvalScreen(WorkerErrors, Screen):
                         style="bold green" if verdict and verdict.recommended == r.name else "")
             table.add_row(name, pct(r.agg.identity), pct(r.agg.general), pct(r.agg.leak), pct(r.agg.loop),
                           flags, key=r.name)
-        self._rows = rows
+        self.rows = rows
         if verdict is not None:
             head = f"verdict: ship {verdict.recommended}" if verdict.recommended else f"verdict: {verdict.status}"
             self.query_one("#verdict", Static).update(Text.assemble((head, "bold"), "  " + verdict.explanation))
@@ -266,9 +267,9 @@ class EvalScreen(WorkerErrors, Screen):
         if self.report is None:
             return
         table = self.query_one("#eval-table", DataTable)
-        if table.cursor_row is None or table.cursor_row >= len(self._rows):
+        if table.cursor_row is None or table.cursor_row >= len(self.rows):
             return
-        self.app.push_screen(RepliesScreen(self._rows[table.cursor_row], self.expected))
+        self.app.push_screen(RepliesScreen(self.rows[table.cursor_row], self.expected))
 
     @on(DataTable.RowSelected, "#eval-table")
     def _row_selected(self) -> None:
