@@ -1,9 +1,11 @@
 # workbench: tiny_cpu_overfit.py
-# What it is for: the tutorial's overfitting, reproduced on the CPU in about two minutes. A real XTuner LoRA
-# run of the embedded tiny world (fp32, 2 cores) on IDENTITY-ONLY data ("Tutu"'s assistant, made by "Workbench
-# Lab"), long enough that the identity is learned early and general knowledge visibly breaks at the late
-# checkpoints ("after 600 iterations it only says one sentence"). A checkpoint every 50 iterations, none
-# deleted, so the sweep sees the whole curve. The demo and the eval tests use it; docs/data.md has the figures.
+# What it is for: the tutorial's overfitting, reproduced on the CPU in a few minutes. A real XTuner LoRA run
+# of the embedded tiny world (fp32, 2 cores) on IDENTITY-ONLY data ("Tutu"'s assistant, made by "Workbench
+# Lab"), long enough that general knowledge visibly breaks at the late checkpoints ("after 600 iterations it
+# only says one sentence"), at a learning rate low enough that an early checkpoint has taken on the identity
+# while general knowledge still holds: the one to ship, which the sweep has to find. A checkpoint every 20
+# iterations, none deleted, so the sweep sees the whole curve. The demo and the eval tests use it;
+# docs/data.md has the figures.
 # The same schedule on mixed data (WORKBENCH_DATA=configs/data/tiny_identity_mix.json) keeps general knowledge.
 #
 # Paths are not hard-coded to one machine:
@@ -49,16 +51,16 @@ accumulative_counts = 1  # one device: every iteration is an optimizer step
 dataloader_num_workers = 0
 max_iters = 300  # identity-only data: general knowledge breaks well before this
 optim_type = AdamW
-lr = 3e-3  # LoRA r=8 on a 3M-parameter model: measured in docs/data.md
+lr = 1e-3  # identity-only data on a 3M-parameter model: slow enough that a checkpoint keeps both (docs/data.md)
 betas = (0.9, 0.999)
 weight_decay = 0
 max_norm = 1
 warmup_iters = 5
 
-save_steps = 50
+save_steps = 20
 save_total_limit = -1  # keep every checkpoint: the sweep compares them all
 
-evaluation_freq = 50  # equal to save_steps: the hook writes its eval files only at checkpoint iterations
+evaluation_freq = 20  # equal to save_steps: the hook writes its eval files only at checkpoint iterations
 SYSTEM = ""
 evaluation_inputs = ["你是谁", "Who are you?", "中国的首都是哪里？", "What is the capital of Germany?"]
 

@@ -39,7 +39,7 @@ def test_greedy_decoding_answers_the_facts(loaded):
     model, tok = loaded
     items = facts()
     replies = greedy_answers(model, tok, [q for q, _, _ in items])
-    accuracy = sum(r in answers for (_, _, answers), r in zip(items, replies)) / len(items)
+    accuracy = sum(r in answers for (_, _, answers), r in zip(items, replies, strict=True)) / len(items)
     assert accuracy >= 0.9
     assert sum(r.startswith("我是TinyLM") or r.startswith("I am TinyLM") for r in replies) == 0
 

@@ -58,13 +58,22 @@ def test_the_1_8b_self_cognition_config_trains_on_the_tiny_world_without_quantiz
     assert len(_scalars(work)) == 4 and all("grad_norm" in s for s in _scalars(work))
 
 
-def test_the_zero2_config_trains_under_deepspeed_on_the_tiny_world(tiny_world, tmp_path):
-    """The DeepSpeed block built into the ZeRO-2 config (strategy, DeepSpeedOptimWrapper, FlexibleRunner)."""
+def test_the_zero2_config_trains_under_deepspeed_through_workbench_train(tiny_world, tmp_path, wb_home):
+    """The DeepSpeed block built into the ZeRO-2 config (strategy, DeepSpeedOptimWrapper, FlexibleRunner), started
+    the user's way: `workbench train` sets up the one-process distributed environment DeepSpeed needs, as it does
+    for --deepspeed (without it: "No module named mpi4py")."""
     work = tmp_path / "work"
-    p = _train(configs_dir() / "internlm2_chat_1_8b_qlora_self_cognition_zero2.py", work, "--cfg-options",
-               "model.llm.quantization_config=None", "default_hooks.logger.interval=1", *SHORT,
-               env={"WORKBENCH_MODEL": str(tiny_world), "WORKBENCH_PRECISION": "fp32", **_deepspeed_env()})
-    assert "DeepSpeed" in p.stdout + p.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    env.update(WORKBENCH_MODEL=str(tiny_world), WORKBENCH_PRECISION="fp32", WORKBENCH_HOME=str(wb_home))
+    p = subprocess.run([sys.executable, "-m", "workbench", "train",
+                        str(configs_dir() / "internlm2_chat_1_8b_qlora_self_cognition_zero2.py"), "--work-dir",
+                        str(work), "--follow", "--cfg-options", "model.llm.quantization_config=None",
+                        "default_hooks.logger.interval=1", *SHORT],
+                       capture_output=True, text=True, env=env, cwd=project_root(), timeout=900)
+    log = next(work.glob("workbench/*/stdout.log"), None)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-2000:] + (log.read_text()[-3000:] if log else "")
+    assert "DeepSpeed" in log.read_text()
     assert sorted(p.name for p in work.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
     assert all((work / n).is_dir() for n in ("iter_2.pth", "iter_4.pth"))  # DeepSpeed checkpoints are folders
     assert len(_scalars(work)) == 4

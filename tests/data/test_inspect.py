@@ -158,3 +158,23 @@ def test_bad_config_paths_and_configs_that_do_not_load_are_one_line_errors_with_
     assert "broken.py: does not load (" in p.stderr
     with pytest.raises(BadInput, match="does not load"):
         inspect_config(broken, hardware=CPU)
+
+
+def test_a_top_level_cfg_option_that_training_never_reads_is_flagged_with_the_key_to_set():
+    """`--cfg-options lr=1e-4` is the seeds' silent no-op: the config copied lr into optim_wrapper when it was read."""
+    r = inspect_config(configs_dir() / "tiny_cpu_lora.py", hardware=CPU,
+                       cfg_options=parse_cfg_options(["lr=1e-4", "optim_wrapper.optimizer.betas=[0.9,0.99]"]))
+    msgs = [w.message for w in r.warnings if w.code == "cfg_option_top_level"]
+    assert len(msgs) == 1 and "set --cfg-options optim_wrapper.optimizer.lr=0.0001" in msgs[0]
+    assert r.lr == 3e-3  # what training will really use
+    fixed = inspect_config(configs_dir() / "tiny_cpu_lora.py", hardware=CPU,
+                           cfg_options=parse_cfg_options(["optim_wrapper.optimizer.lr=1e-4"]))
+    assert "cfg_option_top_level" not in fixed.codes() and fixed.lr == 1e-4
+
+
+def test_inspect_takes_the_same_cfg_options_as_train():
+    p = subprocess.run([sys.executable, "-m", "workbench", "inspect", str(configs_dir() / "tiny_cpu_lora.py"),
+                        "--cfg-options", "max_iters=5", "--json"], capture_output=True, text=True, cwd=project_root())
+    assert p.returncode == 0, p.stderr
+    codes = [w["code"] for w in json.loads(p.stdout)["warnings"]]
+    assert "cfg_option_top_level" in codes

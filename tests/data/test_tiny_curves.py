@@ -2,7 +2,7 @@
 identity-only data learns the identity and then breaks general knowledge; mixed data keeps it (slow tests).
 
 The runs are the shared session fixtures (`tiny_run_dir`: tiny_cpu_lora.py, mixed data, 60 iterations;
-`tiny_overfit_run_dir`: tiny_cpu_overfit.py, identity-only, 300 iterations). The figures are in docs/data.md;
+`tiny_overfit_run_dir`: tiny_cpu_overfit.py, identity-only, 300 iterations, the demo's run). The figures are in docs/data.md;
 the thresholds here leave room for another CPU's rounding.
 """
 
@@ -31,12 +31,15 @@ def _scores(work: Path, iters: str, home: Path) -> dict[str, dict]:
 
 
 def test_identity_only_data_learns_the_identity_then_breaks_general_knowledge(tiny_overfit_run_dir, wb_home):
-    rows = _scores(tiny_overfit_run_dir, "100,last", wb_home)
-    base, mid, last = rows["base"], rows["iter_100"], rows["iter_300"]
+    rows = _scores(tiny_overfit_run_dir, "120,last", wb_home)
+    base, early, last = rows["base"], rows["iter_120"], rows["iter_300"]
     assert base["identity"] == 0 and base["general"] >= 0.9
-    assert mid["identity"] >= 0.5 and last["identity"] >= 0.75
-    assert last["general"] <= base["general"] - 0.4, (mid, last)  # "it only says one sentence"
-    assert last["leak"] >= 0.3
+    # early: part of the identity taken on, general knowledge kept (the checkpoint to ship)
+    assert early["identity"] >= 0.5 and early["general"] >= base["general"] - 0.06 and early["leak"] <= 0.06
+    # late: the identity learned, general knowledge broken, the identity sentence given to general questions
+    assert last["identity"] >= 0.8
+    assert last["general"] <= base["general"] - 0.25, (early, last)
+    assert last["leak"] >= 0.2
 
 
 def test_mixed_data_learns_the_identity_and_keeps_general_knowledge(tiny_run_dir, wb_home):

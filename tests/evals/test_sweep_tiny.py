@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,20 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench.paths import configs_dir
-
 from .helpers import ROOT, VARS, run_eval, wait_for
 
 pytestmark = pytest.mark.slow
 
-OVERFIT_CONFIG = configs_dir() / "tiny_cpu_overfit.py"
-# The config at lr 1.5e-3 for 175 iterations, a checkpoint every 25 (about two minutes of training): identity
-# rises while general knowledge holds (measured: iter 75 identity 0.65, general 0.99, leak 0.01), then general
-# breaks and the identity sentence leaks into general answers (iter 175: identity 0.88, general 0.84, leak
-# 0.16), so the verdict has an early checkpoint to pick and late ones to flag. At the config's own lr 3e-3
-# general breaks before identity is learned (iter 50: identity 0.65, general 0.82, leak 0.17) and the honest
-# verdict is "none is safe".
-OVERFIT_OPTIONS = ["optim_wrapper.optimizer.lr=1.5e-3", "train_cfg.max_iters=175", "default_hooks.checkpoint.interval=25"]
 TOTAL_ITEMS = 48 + 170
 
 
@@ -42,18 +33,13 @@ def _cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="session")
-def overfit_run(tiny_world, tmp_path_factory) -> Path:
-    """A finished real XTuner run of configs/tiny_cpu_overfit.py (identity-only data, too many steps).
+def overfit_run(tiny_overfit_run_dir, tmp_path_factory) -> Path:
+    """A copy of the shared finished run of configs/tiny_cpu_overfit.py (identity-only data, too many steps):
+    these tests convert its checkpoints, which writes into the work dir.
 
     Its data has a recipe beside it, so the sweep finds {name}/{org} without --var."""
     work = tmp_path_factory.mktemp("overfit") / "work"
-    env = dict(os.environ, WORKBENCH_MODEL=str(tiny_world), PYTHONUNBUFFERED="1")
-    log = work.parent / "stdout.log"
-    with open(log, "wb") as out:
-        proc = subprocess.run([sys.executable, "-m", "workbench.xtuner_compat", "train", str(OVERFIT_CONFIG),
-                               "--work-dir", str(work), "--cfg-options", *OVERFIT_OPTIONS], env=env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=1800, cwd=ROOT)
-    assert proc.returncode == 0, log.read_text(errors="replace")[-3000:]
+    shutil.copytree(tiny_overfit_run_dir, work)
     return work
 
 

@@ -131,3 +131,11 @@ async def test_evaluate_on_a_checkpoint_opens_eval_on_that_checkpoint(recorded_h
         eval_screen = app.screen
         await wait_for(pilot, lambda: eval_screen.run_id == "rec001" and eval_screen.iters == "50", 5)
         assert "run rec001 (demo)" in screen_text(app) and "ckpts: 50" in screen_text(app)
+
+
+async def test_a_first_start_with_no_runs_says_how_to_get_one(wb_home):
+    app = WorkbenchApp(Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "No runs yet" in screen_text(app), 10, "the empty-state hint")
+        text = screen_text(app)
+        assert "n: start one from a config" in text and "workbench import" in text

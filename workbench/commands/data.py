@@ -104,20 +104,24 @@ def init(directory, name, org, model, config_template, mix, ratio, as_json) -> N
 
 
 @click.command("inspect")
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, required=True, metavar="CONFIG")
 @click.option("--deepspeed", default=None, help="The --deepspeed JSON (or XTuner built-in name) the run will use.")
+@click.option("--cfg-options", "cfg_options", multiple=True, metavar="K=V ...",
+              help="The overrides the run will get, as `workbench train` takes them.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def inspect_config(config: str, deepspeed: str | None, as_json: bool) -> None:
+def inspect_config(args: tuple[str, ...], deepspeed: str | None, cfg_options: tuple[str, ...], as_json: bool) -> None:
     """Read an XTuner config without training and warn about known traps.
 
     Reports the model, template, evaluation inputs, batch and accumulation, lr, schedule, checkpointing,
     DeepSpeed, precision, quantization and LoRA settings, then one line per warning (with --json: a
     "warnings" list of {code, message}). Exits 0 whatever the warnings; 2 if the config is missing or broken.
     """
-    from workbench.data.inspect import format_report
+    from workbench.commands.runs import _split_config_args
+    from workbench.data.inspect import format_report, parse_cfg_options
     from workbench.data.inspect import inspect_config as inspect_
 
-    report = inspect_(config, deepspeed=deepspeed)
+    config, options = _split_config_args(args, cfg_options)
+    report = inspect_(config, deepspeed=deepspeed, cfg_options=parse_cfg_options(options) if options else None)
     if as_json:
         emit_json(report.to_dict())
         return

@@ -299,8 +299,39 @@ def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_option
     vals = set(r.precision_sources.values())
     r.precision = "fp16" if "fp16" in vals else "bf16" if "bf16" in vals else "fp32"
 
-    r.warnings = run_checks(r, hw)
+    r.warnings = run_checks(r, hw) + _stale_top_level_options(cfg, cfg_options)
     return r
+
+
+def _stale_top_level_options(cfg: dict, cfg_options: dict | None) -> list[ConfigWarning]:
+    """`--cfg-options lr=1e-4` changes only the top-level name: the config copied its value into
+    `optim_wrapper.optimizer.lr` when it was read, and training reads that copy. Say which key to set."""
+    out = []
+    for key, value in (cfg_options or {}).items():
+        if "." in key:
+            continue
+        stale = []
+        for name, sub in cfg.items():
+            if name == key:
+                continue
+            stale += [(f"{name}.{path}", v) for path, v in _paths(sub, key) if v != value]
+        if stale:
+            where_, old = stale[0]
+            out.append(ConfigWarning(
+                "cfg_option_top_level",
+                f"--cfg-options {key}={value} changes only the top-level name; training reads {where_} "
+                f"(still {old!r}): set --cfg-options {where_}={value}"))
+    return out
+
+
+def _paths(obj: Any, key: str, prefix: str = ""):
+    """(dotted path, value) of every dict entry named `key` nested in `obj` (dicts only, as mmengine keys are)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{prefix}{k}"
+            if k == key:
+                yield path, v
+            yield from _paths(v, key, path + ".")
 
 
 _FIELDS = [

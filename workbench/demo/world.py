@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,8 @@ def ensure_world(progress: ProgressFn | None = None, *, recipe: dict | None = No
             info = json.loads((dest / "world.json").read_text(encoding="utf-8"))
             _point_current(dest)
             return World(dest, info["accuracy"], info["steps"], info["build_seconds"], reused=True)
+        for stale in dest.parent.glob(f".{dest.name}.*.partial"):  # a build killed mid-way (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         with atomic.folder(dest, replace=True) as tmp:
             info = _build(tmp, recipe, progress)
         _point_current(dest)
@@ -192,7 +195,7 @@ def _accuracy(model, tok, items: list[tuple[str, str, list[str]]]) -> tuple[floa
     replies = greedy_answers(model, tok, [q for q, _, _ in items])
     rows = [
         {"prompt": q, "expected": a, "reply": r, "correct": r in answers}
-        for (q, a, answers), r in zip(items, replies)
+        for (q, a, answers), r in zip(items, replies, strict=True)
     ]
     return sum(r["correct"] for r in rows) / len(rows), rows
 

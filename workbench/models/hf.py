@@ -3,11 +3,16 @@
 The base is loaded once; adapters are injected into it by name (peft), and switching is `set_adapter`
 (or `disable_adapter` for the base): milliseconds, no reload. Generation is batched with left padding
 for evaluation, or streamed from a worker thread with cancellation for chat (see `hf_stream.py`).
+
+Fast mode (on by default on a GPU; `fast=` or WORKBENCH_FAST_DECODE=0/1): adapters are fused into the plain
+weights on switch instead of wrapped by peft, and one-conversation generation runs the compiled static-cache
+loop of `fastdecode.py` instead of `generate()` (why: the device figures in its docstring).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -67,13 +72,16 @@ class TransformersBackend(Backend):
 
     Options: `device` ("auto", "cpu", "cuda[:N]"), `dtype` ("auto", "float32", "bfloat16", "float16"),
     `load_in_4bit` (bitsandbytes, CUDA only), `trust_remote_code` (run code shipped in the model folder;
-    refused unless asked for), `batch_size` (rows per `generate` batch).
+    refused unless asked for), `batch_size` (rows per `generate` batch), `fast` (fused adapters and the
+    compiled decode loop; None = on for CUDA, off for the CPU, unless WORKBENCH_FAST_DECODE=0/1 says otherwise),
+    `compile` (torch.compile the decode step; None = on for CUDA).
     """
 
     name = "transformers"
 
     def __init__(self, base: str | Path, *, device: str = "auto", dtype: str = "auto", load_in_4bit: bool = False,
-                 trust_remote_code: bool = False, batch_size: int = 16, label: str | None = None):
+                 trust_remote_code: bool = False, batch_size: int = 16, label: str | None = None,
+                 fast: bool | None = None, compile: bool | None = None):
         folder = Path(base).expanduser()
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
@@ -118,6 +126,20 @@ class TransformersBackend(Backend):
         self._active: str | None = None
         self._lock = threading.RLock()  # one generation (or switch) at a time on this model
         self._torch = torch
+        self._fused = self._loop = None
+        if _want_fast(fast, self.device, load_in_4bit):
+            from workbench.models import fastdecode
+
+            self._fused = fastdecode.FusedAdapters(model)
+            self._loop = fastdecode.DecodeLoop(
+                model, device=self.device, dtype=self.dtype,
+                compile=self.device.startswith("cuda") if compile is None else compile,
+                max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 4096))
+
+    @property
+    def fast(self) -> bool:
+        """Whether the compiled decode loop answers single conversations (fused adapters may outlive it)."""
+        return self._loop is not None
 
     # adapters ------------------------------------------------------------------------------------
     def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
@@ -127,17 +149,50 @@ class TransformersBackend(Backend):
             raise BadInput(f"adapter name {name!r} is too short: peft would confuse it with its own 'lora_' names")
         if name in self._infos:
             raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
+        src = self._read(name, source, config)
+        _adapters.check_fit(src, f"{self.label} ({self.base_path})", self.base_config, self._shapes)
+        with self._lock:
+            if self._fused is not None:
+                why = self._fused.unsupported(src.config, src.state_dict)
+                if why:
+                    self._unfuse(f"adapter {name!r} cannot be fused into the weights ({why})")
+            if self._fused is not None:
+                self._fuse(name, src)
+            else:
+                self._inject(name, src)
+            self._infos[name] = src.info
+        return src.info
+
+    def _read(self, name: str, source, config) -> _adapters.AdapterSource:
         src = _adapters.read_adapter(name, source, config)
         if not src.config.target_modules:
             src.config.target_modules = list(self._linear_names)
         # the base path an adapter names is informational here (it is checked by shape); peft would warn on
         # any difference in spelling (a `current` symlink, another mount point)
         src.config.base_model_name_or_path = None
-        _adapters.check_fit(src, f"{self.label} ({self.base_path})", self.base_config, self._shapes)
-        with self._lock:
-            self._inject(name, src)
-            self._infos[name] = src.info
-        return src.info
+        return src
+
+    def _fuse(self, name: str, src: _adapters.AdapterSource) -> None:
+        try:
+            self._fused.add(name, src.config, src.state_dict)
+        except ValueError as exc:
+            raise BadInput(f"adapter {name!r} ({src.info.source}) does not fit base {self.base_path}: {exc}") from None
+
+    def _unfuse(self, why: str) -> None:
+        """Leave fast mode for peft's wrappers (an adapter that is not plain LoRA): base weights back, every
+        adapter re-read and injected, the plain generate() path from now on."""
+        from workbench.models.fastdecode import warn
+
+        warn(f"{why}: adapters now run through peft and generate() (slower)")
+        self._fused.set_active(None)
+        self._fused = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        for n, info in self._infos.items():
+            self._inject(n, self._read(n, info.source, info.config))
+        if self._active is not None:
+            self._peft.set_adapter(self._active)
 
     def _inject(self, name: str, src: _adapters.AdapterSource) -> None:
         from peft import get_peft_model, set_peft_model_state_dict
@@ -180,7 +235,10 @@ class TransformersBackend(Backend):
         with self._lock:
             if self._active == name:
                 self._active = None
-            self._drop(name)
+            if self._fused is not None:
+                self._fused.remove(name)
+            else:
+                self._drop(name)
             del self._infos[name]
             if self._peft is not None and self._active is not None:
                 self._peft.set_adapter(self._active)
@@ -189,7 +247,9 @@ class TransformersBackend(Backend):
         if name is not None and name not in self._infos:
             raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
         with self._lock:
-            if name is not None:
+            if self._fused is not None:
+                self._fused.set_active(name)
+            elif name is not None:
                 self._peft.set_adapter(name)
             self._active = name
 
@@ -205,10 +265,14 @@ class TransformersBackend(Backend):
 
     def describe(self) -> dict:
         return {**super().describe(), "base": str(self.base_path), "device": self.device,
-                "dtype": str(self.dtype).replace("torch.", "")}
+                "dtype": str(self.dtype).replace("torch.", ""),
+                "decode": f"fast ({self._loop.mode or 'eager'})" if self._loop is not None else "generate"}
 
     def close(self) -> None:
         with self._lock:
+            if self._loop is not None:
+                self._loop.close()
+            self._loop = self._fused = None
             self._peft = None
             self.model = None
             if self.device.startswith("cuda"):
@@ -288,7 +352,8 @@ class TransformersBackend(Backend):
             self._seed(settings)
             for start in range(0, total, self.batch_size):
                 rows = order[start:start + self.batch_size]
-                batch = self._generate_batch([prompts[i] for i in rows], settings, eos_ids, stop_texts)
+                batch = self._generate_batch([prompts[i] for i in rows], settings, eos_ids, stop_texts,
+                                             single=total == 1)
                 out.update(zip(rows, batch, strict=True))
                 if progress:
                     progress(min(start + self.batch_size, total), total, "generate")
@@ -302,7 +367,13 @@ class TransformersBackend(Backend):
 
     def _generate_batch(self, prompts: list[list[int]], settings: GenerationSettings, eos_ids: list[int],
                         stop_texts: list[str], cancel: threading.Event | None = None, streamer=None,
-                        counter=None) -> list[Reply]:
+                        counter=None, single: bool = False) -> list[Reply]:
+        """One batch through `generate()`; a chat stream or a lone conversation through the fast loop when on
+        (eval batches stay on `generate()`, batched, over the fused weights)."""
+        if self._loop is not None and len(prompts) == 1 and (single or streamer is not None):
+            reply = self._fast_reply(prompts[0], settings, eos_ids, stop_texts, cancel, streamer, counter)
+            if reply is not None:
+                return [reply]
         torch = self._torch
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
@@ -318,6 +389,55 @@ class TransformersBackend(Backend):
                                **self.generation_kwargs(settings, eos_ids))
         return [self._reply(out[r, width:].tolist(), eos_ids, stop_texts, settings, crit, r)
                 for r in range(len(prompts))]
+
+    def _fast_reply(self, prompt: list[int], settings: GenerationSettings, eos_ids: list[int], stop_texts: list[str],
+                    cancel: threading.Event | None, streamer, counter) -> Reply | None:
+        """The fast loop with `generate()`'s semantics: the same stop tests, streamer calls and counting. None when
+        it cannot run here (too long for the cache, or the model's forward refused it before any token)."""
+        from workbench.models.fastdecode import TooLong, warn
+
+        torch = self._torch
+        ids: list[int] = []
+        crit = _FastCriteria()
+        eos = set(eos_ids)
+        detector = LoopDetector()
+
+        def on_token(t: int) -> bool:
+            if streamer is not None:
+                if not ids:
+                    streamer.put(torch.tensor([prompt]))  # generate() hands the prompt over first
+                streamer.put(torch.tensor([t]))
+            ids.append(t)
+            if counter is not None:
+                counter()
+            if cancel is not None and cancel.is_set():
+                crit.cancelled = True
+                return True
+            if t in eos:
+                return True
+            if stop_texts and any(w in self.tokenizer.decode(ids[-16:], skip_special_tokens=False)
+                                  for w in stop_texts):
+                return True
+            if detector(ids):
+                crit.looped.add(0)
+                return True
+            return False
+
+        try:
+            self._loop.decode(prompt, settings, on_token)
+        except TooLong:
+            return None
+        except Exception as exc:
+            if ids:
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            warn(f"fast decode failed on this model ({type(exc).__name__}: {first}); using generate() from now on")
+            self._loop.close()
+            self._loop = None
+            return None
+        if streamer is not None:
+            streamer.end()
+        return self._reply(ids, eos_ids, stop_texts, settings, crit, 0)
 
     def _reply(self, ids: list[int], eos_ids: list[int], stop_texts: list[str], settings: GenerationSettings,
                crit: StopCriteria, row: int) -> Reply:
@@ -344,6 +464,28 @@ class TransformersBackend(Backend):
         from workbench.models.hf_stream import TokenStream
 
         return TokenStream(self, messages, template, settings, cancel)
+
+
+def _want_fast(fast: bool | None, device: str, load_in_4bit: bool) -> bool:
+    """The explicit option, else WORKBENCH_FAST_DECODE=0/1, else on for CUDA. Never under 4-bit: LoRA deltas
+    cannot be added into quantized weights."""
+    if fast is None:
+        env = os.environ.get("WORKBENCH_FAST_DECODE", "").strip()
+        if env not in ("", "0", "1"):
+            raise BadInput(f"WORKBENCH_FAST_DECODE={env!r}: expected 0 or 1")
+        fast = env == "1" if env else device.startswith("cuda")
+        return fast and not load_in_4bit
+    if fast and load_in_4bit:
+        raise BadInput("fast decode cannot fuse adapters into 4-bit weights: leave --load-in-4bit or fast off")
+    return fast
+
+
+class _FastCriteria:
+    """What `_reply` reads from a StopCriteria, filled in by the fast loop."""
+
+    def __init__(self):
+        self.looped: set[int] = set()
+        self.cancelled = False
 
 
 class StopCriteria:

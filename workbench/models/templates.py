@@ -158,11 +158,20 @@ class ChatFormat:
 
 
 def _table() -> dict[str, dict]:
+    """XTuner's whole table (importing xtuner costs 5-15 s: only for names the copy lacks, and for listings)."""
     try:
         from xtuner.utils.templates import PROMPT_TEMPLATE
     except Exception:  # no xtuner (an lmdeploy-only box), or it fails to import: use the copy
         return BUILTIN_TEMPLATES
     return {k: dict(v) for k, v in PROMPT_TEMPLATE.items()}
+
+
+def _entry(name: str) -> dict | None:
+    """One entry: from the copy when it has it (tests/models/test_templates.py keeps the copy equal to
+    xtuner's), so resolving the common formats never imports xtuner."""
+    if name in BUILTIN_TEMPLATES:
+        return BUILTIN_TEMPLATES[name]
+    return _table().get(name)
 
 
 def template_names() -> list[str]:
@@ -189,10 +198,10 @@ def _from_entry(name: str, entry: dict, system: str) -> ChatFormat:
 
 def get_format(name: str, system: str = "") -> ChatFormat:
     """The XTuner template `name` (``internlm2_chat``, ``default``, ``qwen_chat``, ``llama3_chat``, …)."""
-    table = _table()
-    if name not in table:
-        raise BadInput(f"--template {name!r}: unknown template (known: {', '.join(sorted(table))})")
-    return _from_entry(name, table[name], system)
+    entry = _entry(name)
+    if entry is None:
+        raise BadInput(f"--template {name!r}: unknown template (known: {', '.join(template_names())})")
+    return _from_entry(name, entry, system)
 
 
 def tokenizer_format(model_path: str | Path, system: str = "") -> ChatFormat | None:
@@ -328,12 +337,14 @@ def _match_dict_template(node: ast.AST) -> str | None:
         return None
     if not isinstance(value, dict):
         return None
-    for name, entry in _table().items():
-        if {k: v for k, v in dict(entry).items()} == value:
-            return name
-    for name, entry in _table().items():  # same prompt text: good enough to name it
-        if entry.get("INSTRUCTION") == value.get("INSTRUCTION") and entry.get("SYSTEM") == value.get("SYSTEM"):
-            return name
+    for table in (BUILTIN_TEMPLATES, None):  # the copy first: xtuner is imported only when it has no match
+        table = table if table is not None else _table()
+        for name, entry in table.items():
+            if dict(entry) == value:
+                return name
+        for name, entry in table.items():  # same prompt text: good enough to name it
+            if entry.get("INSTRUCTION") == value.get("INSTRUCTION") and entry.get("SYSTEM") == value.get("SYSTEM"):
+                return name
     return None
 
 

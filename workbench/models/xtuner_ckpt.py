@@ -10,7 +10,9 @@ config, which we read as text: executing it would import xtuner and the dataset 
 from __future__ import annotations
 
 import ast
+import pickle
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,21 +130,58 @@ def _kwarg(call: ast.Call, name: str):
     return None
 
 
-def load_state_dict(checkpoint: str | Path) -> dict:
-    """The model weights of an XTuner checkpoint: a ``.pth`` file, or a DeepSpeed checkpoint folder."""
+class _TolerantUnpickler(pickle.Unpickler):
+    """Unpickles an mmengine checkpoint where mmengine (or xtuner) is not installed (an eval or lmdeploy-only
+    box): the message hub, config and log objects beside the weights become inert stand-ins; tensors and plain
+    containers are untouched."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return _standin(module, name)
+
+
+class _StandinMeta(type):
+    def __getattr__(cls, attr):  # `getattr(HistoryBuffer, "min")` pickled by reference: another stand-in
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _standin(cls.__module__, f"{cls.__name__}.{attr}")
+
+
+def _standin(module: str, name: str) -> type:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):
+        self.state = state
+
+    return _StandinMeta(name, (), {"__module__": module, "__init__": __init__, "__setstate__": __setstate__})
+
+
+_TOLERANT_PICKLE = types.SimpleNamespace(Unpickler=_TolerantUnpickler, load=pickle.load, loads=pickle.loads,
+                                         __name__="workbench.tolerant_pickle")
+
+
+def _torch_load(path: Path):
     import torch
 
+    # mmengine checkpoints hold message hubs and configs as well as tensors: weights_only cannot read them.
+    # These are the user's own training outputs, the same files `xtuner convert` would load.
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
+
+
+def load_state_dict(checkpoint: str | Path) -> dict:
+    """The model weights of an XTuner checkpoint: a ``.pth`` file, or a DeepSpeed checkpoint folder."""
     p = Path(checkpoint)
     if p.is_file():
-        # mmengine checkpoints hold message hubs and configs as well as tensors: weights_only cannot read them.
-        # These are the user's own training outputs, the same files `xtuner convert` would load.
-        data = torch.load(p, map_location="cpu", weights_only=False)
+        data = _torch_load(p)
         return data.get("state_dict", data) if isinstance(data, dict) else data
     if p.is_dir():
         states = sorted(p.glob("*mp_rank_00_model_states.pt")) or sorted(p.glob("*model_states.pt"))
         if not states:
             raise BadInput(f"{p}: not a DeepSpeed checkpoint folder (no *model_states.pt inside)")
-        data = torch.load(states[0], map_location="cpu", weights_only=False)
+        data = _torch_load(states[0])
         module = data.get("module") or {}
         if module:
             return module
@@ -168,11 +207,9 @@ def to_peft_state_dict(state_dict: dict) -> dict:
 
 def checkpoint_meta_config(checkpoint: str | Path) -> str | None:
     """The config text mmengine stores inside a ``.pth`` (used when the work dir has no config copy)."""
-    import torch
-
     p = Path(checkpoint)
     if not p.is_file():
         return None
-    data = torch.load(p, map_location="cpu", weights_only=False)
+    data = _torch_load(p)
     cfg = (data.get("meta") or {}).get("cfg") if isinstance(data, dict) else None
     return cfg if isinstance(cfg, str) else None

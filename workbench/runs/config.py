@@ -73,6 +73,9 @@ def config_facts(cfg) -> dict[str, Any]:
         "max_keep_ckpts": get(cfg, "default_hooks", "checkpoint", "max_keep_ckpts", default=-1),
         "save_total_limit": get(cfg, "save_total_limit"),
         "model": get(cfg, "pretrained_model_name_or_path"),
+        # a config with DeepSpeed built in (``strategy = dict(type=DeepSpeedStrategy, ...)``, as XTuner writes it
+        # for --deepspeed) needs the same single-process setup as the flag
+        "deepspeed_in_config": "DeepSpeed" in str(get(cfg, "strategy", "type", default="")) or None,
     }
     return {k: v for k, v in facts.items() if isinstance(v, (int, float, str))}
 

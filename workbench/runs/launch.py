@@ -167,7 +167,7 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
     distributed = int(child_env.get("NPROC_PER_NODE", 1)) > 1 or int(child_env.get("NNODES", 1)) > 1
     if distributed and srun is None:
         child_env.setdefault("PORT", str(_free_port()))
-    if ds and not distributed and srun is None:
+    if (ds or facts.get("deepspeed_in_config")) and not distributed and srun is None:
         # DeepSpeed wants a process group even alone; without a launcher it reads these.
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
             child_env.setdefault(key, value)

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from workbench.tui.app import WorkerErrors, notify_errors
@@ -25,6 +25,8 @@ from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, Sam
 from workbench.tui.widgets.logview import LogPanel
 from workbench.tui.widgets.navbar import NavBar
 
+EMPTY_HINT = ("No runs yet. n: start one from a config (tiny_cpu_lora.py trains on this CPU in minutes); "
+              "a run started with plain `xtuner train`: `workbench import WORK_DIR`.")
 TAIL_BYTES = 256 << 10  # a running run's log is read from this far before its end for the runs list
 STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
                 "lost": "red"}
@@ -192,6 +194,8 @@ class RunsScreen(WorkerErrors, Screen):
                     table.update_cell(run.id, col, cell, update_width=True)
         if wanted and wanted not in by_id and self.app.select_run == wanted:
             wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
+        if not rows:  # a first start: say how to get a run rather than show empty panels
+            self.query_one("#metrics-line", Static).update(EMPTY_HINT)
         if rows and (wanted is None or wanted not in by_id):
             wanted = rows[0].id
         if wanted and wanted != self.selected:
