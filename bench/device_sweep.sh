@@ -58,7 +58,8 @@ WD=/tmp/wd/sweep
 note "setup: python $("$PY" -c 'import sys; print(sys.version.split()[0])'), site ${SITE:-none}, shape $SHAPE, $N checkpoints x $P prompts x $T tokens, batch $B"
 
 # -- 2. the model and the work dir ---------------------------------------------------------------------------------
-L=$(( $(left) - 90 )); [ "$L" -gt 60 ] && L=60
+# (about 20 s on an H100; up to 90 s where the model must fall back to a CPU init: 53 s there)
+L=$(( $(left) - 60 )); [ "$L" -gt 90 ] && L=90
 stage ckpts "$L" "$PY" bench/gpu_sweep_ckpts.py --work-dir "$WD" --model "$MODEL" --make-model "$SHAPE" \
   --tokenizer .whl/train/tokenizer --checkpoints "$N" --every 25 "${DEV[@]}" --json "$OUT/ckpts.json"
 grep -E "^(model|work dir)" "$OUT/ckpts.txt" | tee -a "$SUMMARY"

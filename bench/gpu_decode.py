@@ -117,6 +117,12 @@ def make_adapters(model_dir: Path, out: Path, n: int, device: str, r: int = 64) 
     return paths
 
 
+def first_diff(a: list[int], b: list[int]) -> int | None:
+    """Index of the first token where two replies differ (None when equal)."""
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return None if a == b else i
+
+
 def decode_rate(be, fmt, settings, device: str) -> dict:
     """One chat reply through the stream (the chat path): tokens, seconds, tok/s."""
     sync(device)
@@ -227,9 +233,18 @@ def main() -> None:
                 return {"s": round(time.perf_counter() - t, 2), "tokens": r["tokens"]}
 
             warm = b.step("fast warm-up (compile)", 60 if compile_ else 10, first_call)
+            warm_ids = list(seen_ids)
             res["fast_mode"] = fast._loop.mode if fast._loop is not None else "generate (fast loop off)"
             rates["c_fast_base"] = b.step("(c) fast base", 10, lambda: decode_rate(fast, fmt, settings, device))
             base_ids = list(seen_ids)
+            if base_ids:  # run-to-run determinism of the base with no switch in between (tells noise from a switch)
+                res["base_same_tokens_as_warmup"] = warm_ids == base_ids
+
+                def repeat():
+                    decode_rate(fast, fmt, settings, device)
+                    return seen_ids == base_ids
+
+                res["base_same_tokens_repeat"] = b.step("(c) base repeat", 10, repeat)
             if rates["c_fast_base"]:
                 if warm:
                     res["compile_s"] = round(max(0.0, warm["s"] - rates["c_fast_base"]["s"]), 2)
@@ -259,6 +274,10 @@ def main() -> None:
                 sync(device)
                 switch_ms["base"] = round(1000 * (time.perf_counter() - t), 2)
                 decode_rate(fast, fmt, settings, device)
+                if fast._fused is not None:  # every adapted weight equal to the copy taken before any switch
+                    res["base_weights_bit_exact_after_switches"] = all(
+                        torch.equal(fast._fused.linears[m].weight, w) for m, w in fast._fused.originals.items())
+                res["base_first_diff_at"] = first_diff(seen_ids, base_ids)
                 return seen_ids == base_ids
 
             if base_ids and fast.adapters():
@@ -291,7 +310,10 @@ def main() -> None:
               + (f"  ({r['tokens']} tokens)" if "tokens" in r else ""))
     res["rates"] = rates
     print(f"  switch ms: {res.get('switch_ms')}  base same after switches: "
-          f"{res.get('base_same_tokens_after_switches')}  skipped: {res['skipped'] or 'none'}  "
+          f"{res.get('base_same_tokens_after_switches')} (first diff at {res.get('base_first_diff_at')}, weights "
+          f"bit-exact {res.get('base_weights_bit_exact_after_switches')}; no switch: same as warm-up "
+          f"{res.get('base_same_tokens_as_warmup')}, repeat {res.get('base_same_tokens_repeat')})  "
+          f"skipped: {res['skipped'] or 'none'}  "
           f"errors: {list(res['errors']) or 'none'}  total {time.perf_counter() - b.t0:.1f}s")
     if args.json:
         atomic.write_json(args.json, res)

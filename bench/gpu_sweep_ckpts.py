@@ -99,9 +99,20 @@ def main() -> int:
         from workbench.demo.random_model import make_random_model
 
         t = time.perf_counter()
-        make_random_model(args.make_model, args.model, device=device, tokenizer=args.tokenizer, seed=args.seed)
+        made_on = device
+        try:
+            make_random_model(args.make_model, args.model, device=device, tokenizer=args.tokenizer, seed=args.seed)
+        except Exception as exc:  # noqa: BLE001 - the sweep still needs a model: the slow way, said so
+            if device == "cpu":
+                raise
+            made_on = "cpu"
+            result["make_model_error"] = f"on {device}: {type(exc).__name__}: {exc}"
+            print(f"model: could not initialise on {device} ({result['make_model_error']}); on the CPU instead",
+                  flush=True)
+            make_random_model(args.make_model, args.model, device="cpu", tokenizer=args.tokenizer, seed=args.seed)
         result["make_model_s"] = round(time.perf_counter() - t, 2)
-        print(f"model: random {args.make_model} initialised on {device}, written to {args.model} in "
+        result["made_on"] = made_on
+        print(f"model: random {args.make_model} initialised on {made_on}, written to {args.model} in "
               f"{result['make_model_s']} s", flush=True)
         if device.startswith("cuda"):
             torch.cuda.empty_cache()

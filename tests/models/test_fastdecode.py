@@ -288,3 +288,6 @@ def test_bench_gpu_decode_runs_on_the_cpu(tiny_world, tmp_path):
                                  "e_fast_adapter_b", "fast_step_alone"}
     assert all(r["tokens"] == 32 for k, r in res["rates"].items() if k != "fast_step_alone")
     assert res["base_same_tokens_after_switches"] is True and res["bound_tok_s"] > 0
+    # the diagnostics that tell run-to-run noise from a switch that changed something
+    assert res["base_same_tokens_repeat"] is True and res["base_same_tokens_as_warmup"] is True
+    assert res["base_weights_bit_exact_after_switches"] is True and res["base_first_diff_at"] is None

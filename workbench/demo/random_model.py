@@ -34,8 +34,8 @@ def make_random_model(shape: str, out: str | Path, *, dtype: str = "bfloat16", s
                       tokenizer: str | Path | None = None) -> Path:
     """Write a random-weight LlamaForCausalLM of `shape` with the tiny world's tokenizer to `out` (atomically).
 
-    `device`: where the weights are initialised ("cuda" builds a 1.8B model in about a second instead of most of a
-    minute on the CPU; the CPU and a GPU draw different random numbers). `tokenizer`: a folder holding the tiny
+    `device`: where the weights are initialised ("cuda": a 1.8B model in seconds instead of most of a minute on the
+    CPU; the CPU and a GPU draw different random numbers). `tokenizer`: a folder holding the tiny
     world's tokenizer files (default: the tiny world itself, built first if needed)."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -57,18 +57,8 @@ def make_random_model(shape: str, out: str | Path, *, dtype: str = "bfloat16", s
     config = LlamaConfig(**dims, bos_token_id=tok.bos_token_id, eos_token_id=im_end, pad_token_id=tok.pad_token_id,
                          torch_dtype=dtype)
     torch.manual_seed(seed)
-    if device == "cpu":
-        with torch.device("cpu"):
-            model = LlamaForCausalLM(config).to(getattr(torch, dtype))
-    else:
-        # straight in the target dtype on the device: no fp32 copy (7 GB for 1.8B) and no CPU-side init
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(getattr(torch, dtype))
-        try:
-            with torch.device(device):
-                model = LlamaForCausalLM(config)
-        finally:
-            torch.set_default_dtype(old)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=im_end,
                                                pad_token_id=tok.pad_token_id)
     with atomic.folder(out, replace=True) as tmp:
