@@ -156,7 +156,7 @@ class ChatScreen(WorkerErrors, Screen):
         line.append(str(s.spec.base or s.spec.merged or "").rstrip("/").split("/")[-1])
         if len(self.variants) > 1:  # the panes' titles name them
             line.append(f"  comparing {len(self.variants)} variants", style="bold")
-            line.append("  (ctrl+b: back to the conversation)", style="dim")
+            line.append("  (ctrl+b: back)", style="dim")
         else:
             line.append("  answering: ", style="dim")
             line.append(s.current, style="bold")
