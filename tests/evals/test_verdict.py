@@ -92,3 +92,18 @@ def test_identity_learned_only_after_forgetting_advises_a_gentler_run():
     v = V.decide([row(None, 0.0, 1.0), row(20, 0.0, 0.99), row(40, 0.45, 0.93, leak=0.05), row(60, 0.85, 0.54, leak=0.4)])
     assert v.recommended is None and "lower the learning rate" in v.explanation
     assert v.identity_learned_at == "iter_60" and v.general_broke_at == "iter_40"
+
+
+def test_a_dip_the_training_recovered_from_is_not_where_general_ability_broke():
+    """tiny_cpu_lora.py's curve: general 0.871 at iteration 10 (the first steps at full lr), back to 0.99 after."""
+    rows = [row(None, 0.0, 0.994), row(10, 0.0, 0.871), row(20, 0.0, 0.994), row(60, 0.583, 0.988)]
+    v = V.decide(rows)
+    assert v.general_broke_at is None and v.recommended == "iter_60"
+    assert "dipped at iteration 10 (0.871) and recovered (0.994 at iteration 20)" in v.explanation
+    assert "started to break" not in v.explanation
+    # ...and when it breaks for good later, that is where it broke, with the dip still told
+    rows += [row(80, 0.9, 0.80, leak=0.2), row(100, 1.0, 0.60, leak=0.4)]
+    v = V.decide(rows)
+    assert v.general_broke_at == "iter_80"
+    assert "dipped at iteration 10" in v.explanation and "held through iteration 60 (0.988)" in v.explanation
+    assert "started to break at iteration 80" in v.explanation

@@ -31,7 +31,7 @@ class Verdict:
     tolerance: float
     max_leak: float
     identity_learned_at: str | None = None  # first checkpoint with identity >= IDENTITY_LEARNED
-    general_broke_at: str | None = None  # first checkpoint whose general fell below the tolerance
+    general_broke_at: str | None = None  # first of the checkpoints, to the last, whose general is below the tolerance
     safe: list[str] = field(default_factory=list)
     #: name -> flags among: forgetting, leaking, collapsed, looping
     flags: dict[str, list[str]] = field(default_factory=dict)
@@ -86,7 +86,14 @@ def decide(
     safe = [r for r in cands if "forgetting" not in flags[r.name] and "leaking" not in flags[r.name]
             and "collapsed" not in flags[r.name]]
     learned = next((r for r in cands if (r.agg.identity or 0) >= T.IDENTITY_LEARNED), None)
-    broke = next((r for r in cands if "forgetting" in flags[r.name]), None)
+    # Where general ability broke for good: the start of the run of forgetting checkpoints that reaches the last
+    # one. Forgetting checkpoints before it are dips the training recovered from (the first steps at full lr).
+    forgot = ["forgetting" in flags[r.name] for r in cands]
+    start = len(forgot)
+    while start > 0 and forgot[start - 1]:
+        start -= 1
+    broke = cands[start] if start < len(cands) else None
+    dips = [r for r, f in zip(cands[:start], forgot[:start], strict=True) if f]
 
     parts = []
     if base is not None:
@@ -99,11 +106,18 @@ def decide(
         best_id = max(cands, key=lambda r: r.agg.identity or 0)
         parts.append(f"Identity was never learned (best {_f(best_id.agg.identity)} at {_label(best_id)}, "
                      f"below {T.IDENTITY_LEARNED:.2f}).")
+    dipped = ""
+    if dips:
+        after = next(r for r in cands[cands.index(dips[-1]) + 1:] if "forgetting" not in flags[r.name])
+        dipped = (f"General ability dipped at {_label(dips[0])} ({_f(dips[0].agg.general)}) and recovered "
+                  f"({_f(after.agg.general)} at {_label(after)}). ")
     if broke is not None:
-        before = [r for r in cands[: cands.index(broke)]]
+        before = cands[: cands.index(broke)]
         held = f" held through {_label(before[-1])} ({_f(before[-1].agg.general)}) and" if before else ""
-        parts.append(f"General ability{held} started to break at {_label(broke)} ({_f(broke.agg.general)}, below "
-                     f"{ref_text} minus {tolerance:.2f}).")
+        parts.append(f"{dipped}General ability{held} started to break at {_label(broke)} ({_f(broke.agg.general)}, "
+                     f"below {ref_text} minus {tolerance:.2f}).")
+    elif dips:
+        parts.append(f"{dipped}After that it stayed within {tolerance:.2f} of {ref_text}.")
     elif reference is not None:
         parts.append(f"General ability stayed within {tolerance:.2f} of {ref_text} at every checkpoint.")
     first_leak = next((r for r in cands if "leaking" in flags[r.name]), None)
