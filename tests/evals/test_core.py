@@ -184,3 +184,15 @@ def test_loading_a_file_with_a_bad_kind_names_the_line(tmp_path):
     with pytest.raises(BadInput, match=r"x.jsonl:1: 'kind' must be one of identity, general"):
         load(p)
     assert isinstance(builtin("general"), EvalSet)
+
+
+def test_the_default_batch_is_larger_on_a_gpu_and_an_explicit_one_wins():
+    from workbench.evals import thresholds as T
+    from workbench.evals.evaluate import Request, batch_and_options
+
+    assert T.eval_batch_size("cpu") == T.EVAL_BATCH_SIZE < T.eval_batch_size("cuda:0") == T.EVAL_BATCH_SIZE_GPU
+    batch, options = batch_and_options(Request(checkpoints="x", backend_options={"device": "cuda"}))
+    assert batch == options["batch_size"] == T.EVAL_BATCH_SIZE_GPU
+    batch, options = batch_and_options(Request(checkpoints="x", batch_size=200, backend_options={"device": "cuda"}))
+    assert batch == options["batch_size"] == 200
+    assert batch_and_options(Request(checkpoints="x", backend_options={"device": "cpu"}))[0] == T.EVAL_BATCH_SIZE

@@ -41,7 +41,7 @@ def _progress(quiet: bool):
 @click.option("--system", metavar="TEXT", help="System prompt (default: the training config's SYSTEM).")
 @click.option("--compare-templates", metavar="A,B", help="Score under each of these templates side by side.")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens per reply (default 32: answers are short).")
-@click.option("--batch-size", type=int, default=None, help="Prompts per generation batch (default 32).")
+@click.option("--batch-size", type=int, default=None, help="Prompts per generation batch (default 32 on the CPU, 128 on a GPU).")
 @click.option("--backend", default="transformers", show_default=True, help="Generation backend.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--dtype", default="auto", show_default=True, help="auto, float32, bfloat16, float16.")
@@ -93,14 +93,16 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, iters, evalse
         raise BadInput(f"--compare-templates {compare_templates!r}: give two or more templates, comma-separated")
     fail_under_d = G.parse(fail_under, "--fail-under", G.FAIL_UNDER_METRICS + (("agreement",) if parity else ()))
     maxes_d = G.parse(max_, "--max", G.MAX_METRICS)
-    options = {"device": device, "dtype": dtype, "batch_size": batch_size or T.EVAL_BATCH_SIZE}
+    options = {"device": device, "dtype": dtype}
+    if batch_size:
+        options["batch_size"] = batch_size
     if trust_remote_code:
         options["trust_remote_code"] = True
     req = Request(
         run=run_ref, checkpoints=checkpoints, adapters=list(adapters), merged=list(merged), base=base, config=config,
         iters=iters, evalsets=list(evalsets) or ["identity", "general"], variables=parse_vars(variables),
         template=template, system=system, compare_templates=templates,
-        max_new_tokens=max_new_tokens or T.EVAL_MAX_NEW_TOKENS, batch_size=batch_size or T.EVAL_BATCH_SIZE,
+        max_new_tokens=max_new_tokens or T.EVAL_MAX_NEW_TOKENS, batch_size=batch_size,
         backend=backend, backend_options=options, use_cache=not no_cache,
         tolerance=T.GENERAL_TOLERANCE if tolerance is None else tolerance,
         fail_under={k: v for k, v in fail_under_d.items() if k != "agreement"}, maxes=maxes_d, gate=gate,
