@@ -242,7 +242,9 @@ class EvalScreen(WorkerErrors, Screen):
         template = report.meta.get("template")
         rows = [r for r in report.rows if template is None or r.template == template] or report.rows
         xs = list(range(len(rows)))
-        self.query_one("#curve", Chart).set_series([
+        curve = self.query_one("#curve", Chart)
+        curve.x_note = f"{rows[0].name}…{rows[-1].name}" if len(rows) > 1 else ""
+        curve.set_series([
             Series("identity", [r.agg.identity for r in rows], "green", xs),
             Series("general", [r.agg.general for r in rows], "cyan", xs),
             Series("leak", [r.agg.leak for r in rows], "red", xs),

@@ -58,8 +58,8 @@ class MetricsPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("no metrics yet", id="metrics-line")
-        yield Chart("loss", id="loss-chart")
-        yield Chart("lr", id="lr-chart")
+        yield Chart("loss", x_label="iter", id="loss-chart")
+        yield Chart("lr", x_label="iter", id="lr-chart")
 
     def clear(self) -> None:
         self.reset()

@@ -99,11 +99,14 @@ class Chart(Widget):
 
     title: reactive[str] = reactive("")
 
-    def __init__(self, title: str = "", *, lo: float | None = None, hi: float | None = None, **kwargs) -> None:
+    def __init__(self, title: str = "", *, lo: float | None = None, hi: float | None = None, x_label: str = "",
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.set_reactive(Chart.title, title)
         self.series: list[Series] = []
         self.lo, self.hi = lo, hi
+        self.x_label = x_label  # the x axis's name ("iter"): the legend ends with its range
+        self.x_note = ""  # or with this text, when the x values are positions (the eval curve: "base…iter_300")
 
     def set_series(self, series: list[Series]) -> None:
         """Replace the data (values are copied: the caller may keep appending to its lists)."""
@@ -121,6 +124,12 @@ class Chart(Widget):
             last = next((v for v in reversed(s.values) if v is not None and math.isfinite(v)), None)
             legend.append("━ ", style=s.color)
             legend.append(f"{s.name} {_label(last) if last is not None else '-'}  ")
+        xs = [x for s in self.series if s.xs for x, v in zip(s.xs, s.values, strict=False)
+              if v is not None and math.isfinite(v)]
+        if self.x_note:
+            legend.append(self.x_note, style="dim")
+        elif self.x_label and xs:
+            legend.append(f"{self.x_label} {min(xs):g}–{max(xs):g}", style="dim")
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(legend)
         rows = max(1, height - 1)
