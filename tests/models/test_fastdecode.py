@@ -291,3 +291,31 @@ def test_bench_gpu_decode_runs_on_the_cpu(tiny_world, tmp_path):
     # the diagnostics that tell run-to-run noise from a switch that changed something
     assert res["base_same_tokens_repeat"] is True and res["base_same_tokens_as_warmup"] is True
     assert res["base_weights_bit_exact_after_switches"] is True and res["base_first_diff_at"] is None
+
+
+def test_a_session_compiles_the_decode_step_while_loading_not_on_the_first_message(tiny_world, monkeypatch, wb_home):
+    """On a GPU the first fast reply compiles (~45 s on an H100): open_session pays it at load time, and says so.
+    (On the CPU nothing compiles; the property is forced here and the warm-up runs the eager fast loop.)"""
+    from workbench.models.hf import TransformersBackend
+    from workbench.models.session import ModelSpec, open_session
+
+    calls = []
+    real = TransformersBackend.warm_up
+    monkeypatch.setattr(TransformersBackend, "compiles", property(lambda self: self.fast and not self._warm))
+
+    def spy(self, template):
+        calls.append(template.name)
+        real(self, template)
+
+    monkeypatch.setattr(TransformersBackend, "warm_up", spy)
+    notices = []
+    session = open_session(ModelSpec(base=str(tiny_world), device="cpu", backend_options={"fast": True,
+                                                                                          "compile": False}),
+                           GenerationSettings(max_new_tokens=8), notice=notices.append)
+    try:
+        assert len(calls) == 1 and any("compiling the decode step" in n for n in notices)
+        backend = session.variants["base"].backend
+        assert backend._warm and not backend.compiles  # paid once
+        assert "".join(session.ask("中国的首都是哪里？")).strip() == "北京"
+    finally:
+        session.close()

@@ -127,6 +127,7 @@ class TransformersBackend(Backend):
         self._lock = threading.RLock()  # one generation (or switch) at a time on this model
         self._torch = torch
         self._fused = self._loop = None
+        self._warm = False
         if _want_fast(fast, self.device, load_in_4bit):
             from workbench.models import fastdecode
 
@@ -135,6 +136,18 @@ class TransformersBackend(Backend):
                 model, device=self.device, dtype=self.dtype,
                 compile=self.device.startswith("cuda") if compile is None else compile,
                 max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 4096))
+
+    @property
+    def compiles(self) -> bool:
+        """Whether the first fast reply will compile the decode step (and so wait for it: ~45 s on an H100)."""
+        return self._loop is not None and self._loop.mode is not None and not self._warm
+
+    def warm_up(self, template: ChatFormat) -> None:
+        """Pay the decode step's compile now (one two-token reply), not on the user's first message."""
+        if self._loop is None or self._warm:
+            return
+        self.generate([[{"role": "user", "content": "hi"}]], template, GenerationSettings(max_new_tokens=2))
+        self._warm = True
 
     @property
     def fast(self) -> bool:

@@ -295,6 +295,9 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
             if hasattr(b, "start"):  # a server backend: pay its start-up now, not on the first message
                 say(f"starting the {b.name} server…")
                 b.start(fmt.format)
+            if getattr(b, "compiles", False):  # the GPU's compiled decode step: compile now, not on the first message
+                say("compiling the decode step (once per process; about 45 s for a 1.8B model on an H100)…")
+                b.warm_up(fmt.format)
     except BaseException:
         for v in {id(v.backend): v for v in variants.values()}.values():
             v.backend.close()
