@@ -105,12 +105,12 @@ def sweep_run(run_id: str, sets: list[str], progress, settings=None, variables: 
 
 
 # -- chat ------------------------------------------------------------------------------------------------
-def open_chat_session(spec: dict, current, settings, conversation_id: str | None = None):
+def open_chat_session(spec: dict, current, settings, conversation_id: str | None = None, notice=None):
     """A `ChatSession` for `spec` (ModelSpec fields; ``adapters`` as ``[[name, path], ...]``).
 
     When `current` already has the same base, backend and format loaded, the new adapters are attached to
     it (the base is not loaded again) and `current` is returned. `conversation_id` reopens a saved
-    conversation with the models it was held with.
+    conversation with the models it was held with. `notice` gets what loading is doing (one line each).
     """
     from workbench.models import conversations as convs
     from workbench.models.base import GenerationSettings
@@ -134,7 +134,7 @@ def open_chat_session(spec: dict, current, settings, conversation_id: str | None
             current.switch(ms.adapters[0][0])
         return current
     gen = GenerationSettings(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature)
-    return open_session(ms, gen, conversation=conv)
+    return open_session(ms, gen, notice=notice, conversation=conv)
 
 
 def refit_format(session, template: str | None = None, system: str | None = None) -> None:

@@ -124,9 +124,13 @@ class ChatScreen(WorkerErrors, Screen):
     def _load(self, spec: dict, session, conversation_id: str | None) -> None:
         from workbench.tui.core import open_chat_session
 
+        def loading(note: str) -> None:  # what loading is doing: the server start, the decode step's compile
+            if note.startswith(("starting", "compiling")):
+                self.app.call_from_thread(self.query_one("#models-line", Static).update, f"loading … {note}")
+
         try:
-            self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id),
-                                           spec))
+            self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id,
+                                                             notice=loading), spec))
         except Exception:
             self.post_message(LoadFailed())  # the line says "loading": put back what is loaded
             raise  # and the error becomes a notification (WorkerErrors)
