@@ -107,3 +107,14 @@ def test_a_dip_the_training_recovered_from_is_not_where_general_ability_broke():
     assert v.general_broke_at == "iter_80"
     assert "dipped at iteration 10" in v.explanation and "held through iteration 60 (0.988)" in v.explanation
     assert "started to break at iteration 80" in v.explanation
+
+
+def test_when_later_checkpoints_learned_the_identity_only_by_forgetting_the_advice_is_mixing_not_more_steps():
+    """The tiny overfit run: iter 120 is the best safe one (identity 0.65), iter 200 learned it (0.92) at general 0.79."""
+    rows = [row(None, 0.0, 0.994), row(120, 0.646, 0.947, leak=0.041), row(200, 0.917, 0.794, leak=0.194)]
+    text = V.decide(rows).explanation
+    assert "Recommended: iteration 120" in text
+    assert "iteration 200 learned it only by losing general ability" in text and "--mix" in text
+    assert "train longer" not in text.replace("rather than train longer", "")
+    # with nothing learned later, training longer is the advice
+    assert "train longer, or with more identity data" in V.decide(rows[:2]).explanation

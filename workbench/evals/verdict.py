@@ -160,7 +160,14 @@ def decide(
                      f"general stays >= {_f(reference - tolerance)} and leak <= {max_leak:.2f} "
                      f"(general {_f(rec.agg.general)}, leak {_f(rec.agg.leak)}).")
         if status == IDENTITY_NOT_LEARNED:
-            parts.append("Its identity is below what counts as learned: train longer, or with more identity data.")
+            later = [r for r in cands[cands.index(rec) + 1:] if (r.agg.identity or 0) >= T.IDENTITY_LEARNED]
+            if later:  # training longer is what broke them: the advice is the data or the rate, not more steps
+                parts.append(f"Its identity is below what counts as learned; {_label(later[0])} learned it only by "
+                             "losing general ability: mix general data into training (workbench data identity "
+                             "--mix) or lower the learning rate, rather than train longer.")
+            else:
+                parts.append("Its identity is below what counts as learned: train longer, or with more identity "
+                             "data.")
     return Verdict(
         status=status,
         recommended=rec.name if rec else None,
