@@ -59,3 +59,40 @@ def test_chat_bad_flags_are_one_line_errors(wb_home, tmp_path):
     assert p.returncode == 2 and "--adapter 'oops': expected NAME=PATH" in p.stderr
     p = run_chat(["chat", str(tmp_path)], [], wb_home)
     assert p.returncode == 2 and "not a model folder (no config.json)" in p.stderr
+
+
+def test_ctrl_c_stops_a_reply_and_the_repl_goes_on(tiny_world, wb_home):
+    """Ctrl-C (SIGINT) during a long reply cancels that reply, not the session: the next command is answered."""
+    import queue
+    import re
+    import signal
+    import threading
+
+    env = dict(os.environ, WORKBENCH_HOME=str(wb_home), PYTHONUNBUFFERED="1")
+    # a high temperature samples noise until max_new_tokens: a reply long enough to interrupt
+    p = subprocess.Popen([sys.executable, "-m", "workbench", "chat", str(tiny_world), "--temperature", "5",
+                          "--seed", "1", "--max-new-tokens", "100000", "--repetition-penalty", "1.3"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    chars: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [chars.put(c) for c in iter(lambda: p.stdout.read(1), "")], daemon=True)
+    reader.start()
+    try:
+        p.stdin.write("Tell me everything\n")
+        p.stdin.flush()
+        got = ""
+        while "[base] " not in got or len(got.split("[base] ")[-1]) < 20:  # the reply is streaming
+            got += chars.get(timeout=120)
+        p.send_signal(signal.SIGINT)
+        p.stdin.write("/list\n/quit\n")  # the REPL is still there and answers
+        p.stdin.close()
+        p.wait(timeout=120)
+        reader.join(timeout=30)
+        err = p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    while not chars.empty():
+        got += chars.get()
+    assert p.returncode == 0, err[-2000:]
+    assert "[cancelled]" in err
+    assert re.search(r"^\*\s+base\s", got.split("[base] ")[-1], re.M), got[-2000:]  # /list, after the reply
