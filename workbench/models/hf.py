@@ -12,6 +12,7 @@ loop of `fastdecode.py` instead of `generate()` (why: the device figures in its 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from contextlib import nullcontext
@@ -91,12 +92,17 @@ class TransformersBackend(Backend):
                 "with --trust-remote-code (or trust_remote_code = true in settings.toml)"
             )
         import torch
+
+        self.device, self.dtype = pick_device_dtype(device, dtype)
+        if not self.device.startswith("cuda") and not load_in_4bit:
+            # peft imports bitsandbytes when it is installed, and a CPU-only build logs that it "was compiled
+            # without GPU support" on every start: true, and irrelevant here (4-bit needs CUDA and says so)
+            logging.getLogger("bitsandbytes.cextension").setLevel(logging.ERROR)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.base_path = folder
         self.label = label or folder.name
         self.base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        self.device, self.dtype = pick_device_dtype(device, dtype)
         self.batch_size = batch_size
         self.load_in_4bit = load_in_4bit
         kwargs: dict = {"torch_dtype": self.dtype, "trust_remote_code": trust_remote_code}
