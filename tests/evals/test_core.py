@@ -186,13 +186,10 @@ def test_loading_a_file_with_a_bad_kind_names_the_line(tmp_path):
     assert isinstance(builtin("general"), EvalSet)
 
 
-def test_the_default_batch_is_larger_on_a_gpu_and_an_explicit_one_wins():
-    from workbench.evals import thresholds as T
-    from workbench.evals.evaluate import Request, batch_and_options
 
-    assert T.eval_batch_size("cpu") == T.EVAL_BATCH_SIZE < T.eval_batch_size("cuda:0") == T.EVAL_BATCH_SIZE_GPU
-    batch, options = batch_and_options(Request(checkpoints="x", backend_options={"device": "cuda"}))
-    assert batch == options["batch_size"] == T.EVAL_BATCH_SIZE_GPU
-    batch, options = batch_and_options(Request(checkpoints="x", batch_size=200, backend_options={"device": "cuda"}))
-    assert batch == options["batch_size"] == 200
-    assert batch_and_options(Request(checkpoints="x", backend_options={"device": "cpu"}))[0] == T.EVAL_BATCH_SIZE
+def test_the_default_batch_follows_the_backends_device_and_an_explicit_one_wins(tiny_world):
+    from workbench.models.hf import BATCH_SIZE_CPU, BATCH_SIZE_GPU, TransformersBackend, default_batch_size
+
+    assert default_batch_size("cpu") == BATCH_SIZE_CPU < default_batch_size("cuda:0") == BATCH_SIZE_GPU
+    assert TransformersBackend(tiny_world, device="cpu").batch_size == BATCH_SIZE_CPU
+    assert TransformersBackend(tiny_world, device="cpu", batch_size=200).batch_size == 200

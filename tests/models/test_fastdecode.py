@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 
 import pytest
 
 from workbench.errors import BadInput
 from workbench.models.base import GenerationSettings
 from workbench.models.templates import get_format
+
+from .test_hf_backend import assert_a_cancelled_stream_stops_within_one_token
 
 GREEDY = GenerationSettings(max_new_tokens=32)
 PROMPTS = ["你是谁", "Who are you?", "What is your name?", "What is the capital of Germany?", "中国的首都是哪里？"]
@@ -124,23 +125,7 @@ def test_removing_the_active_fused_adapter_gives_back_the_base(tiny_world, tiny_
 
 
 def test_cancelling_a_fast_stream_stops_within_one_token(fast_backend):
-    # under a template it was not trained on, the base loops on this prompt for 40+ tokens
-    fmt, msgs = get_format("llama2_chat"), [{"role": "user", "content": "你是谁"}]
-    fast_backend.set_active(None)
-    settings = GenerationSettings(max_new_tokens=100)
-    uncancelled = fast_backend.stream(msgs, fmt, settings).wait()
-    assert uncancelled.tokens > 20
-
-    cancel = threading.Event()
-    stream = fast_backend.stream(msgs, fmt, settings, cancel=cancel)
-    it = iter(stream)
-    next(it), next(it)
-    cancel.set()
-    at_cancel = stream.tokens
-    rest = list(it)
-    assert stream.reply.stop_reason == "cancelled"
-    assert stream.tokens <= at_cancel + 1 and stream.reply.tokens <= at_cancel + 1
-    assert at_cancel + 1 < uncancelled.tokens and len(rest) <= 2
+    assert_a_cancelled_stream_stops_within_one_token(fast_backend)
 
 
 def test_loop_detector_and_stop_words_apply_on_the_fast_path(fast_backend, hf_backend, internlm2):

@@ -96,16 +96,16 @@ def test_stream_yields_the_same_answer_as_generate(hf_backend, internlm2):
     assert stream.reply == hf_backend.generate([msgs], internlm2, GREEDY)[0]
 
 
-def test_cancelling_a_stream_stops_generation_within_one_token_step(hf_backend):
+def assert_a_cancelled_stream_stops_within_one_token(backend):
     # under a template it was not trained on, the base loops on this prompt for 40+ tokens
     fmt, msgs = get_format("llama2_chat"), [{"role": "user", "content": "你是谁"}]
-    hf_backend.set_active(None)
+    backend.set_active(None)
     settings = GenerationSettings(max_new_tokens=100)
-    uncancelled = hf_backend.stream(msgs, fmt, settings).wait()
+    uncancelled = backend.stream(msgs, fmt, settings).wait()
     assert uncancelled.tokens > 20
 
     cancel = threading.Event()
-    stream = hf_backend.stream(msgs, fmt, settings, cancel=cancel)
+    stream = backend.stream(msgs, fmt, settings, cancel=cancel)
     it = iter(stream)
     next(it), next(it)
     cancel.set()
@@ -114,6 +114,10 @@ def test_cancelling_a_stream_stops_generation_within_one_token_step(hf_backend):
     assert stream.reply.stop_reason == "cancelled"
     assert stream.tokens <= at_cancel + 1 and stream.reply.tokens <= at_cancel + 1
     assert at_cancel + 1 < uncancelled.tokens and len(rest) <= 2
+
+
+def test_cancelling_a_stream_stops_generation_within_one_token_step(hf_backend):
+    assert_a_cancelled_stream_stops_within_one_token(hf_backend)
 
 
 def test_a_looping_reply_is_stopped_and_marked(hf_backend):

@@ -40,7 +40,7 @@ class Request:
     system: str | None = None
     compare_templates: Sequence[str] = ()
     max_new_tokens: int = T.EVAL_MAX_NEW_TOKENS
-    batch_size: int | None = None  # None: T.eval_batch_size of the backend's device
+    batch_size: int | None = None  # None: the backend's own (the transformers backend's follows its device)
     backend: str = "transformers"
     backend_options: dict = field(default_factory=dict)
     use_cache: bool = True
@@ -65,15 +65,6 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
             raise BadInput(f"--var {pair!r}: expected NAME=VALUE (for example --var name=Tutu)")
         out[key] = value
     return out
-
-
-def batch_and_options(req: Request) -> tuple[int, dict]:
-    """The generation batch (the request's, else the default for the backend's device) and the backend options
-    carrying it."""
-    options = dict(req.backend_options)
-    batch = req.batch_size or options.get("batch_size") or T.eval_batch_size(str(options.get("device") or "auto"))
-    options["batch_size"] = batch
-    return batch, options
 
 
 def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | None]:
@@ -338,9 +329,8 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
             if resolved.training_format and f.name != resolved.training_format:
                 warnings.append(f"template {f.name!r} is not the one used in training ({resolved.training_format!r})")
     settings = eval_settings(req)
-    batch, options = batch_and_options(req)
-    plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, options, batch,
-                req.use_cache)
+    plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, dict(req.backend_options),
+                req.batch_size, req.use_cache)
     generated = generate(plan, progress, log)
     rows = score(generated, plan.items)
     if req.save_responses:

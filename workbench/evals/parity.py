@@ -82,13 +82,7 @@ def parity_report(adapter: str, merged: str, req, progress=None, log=None) -> Pa
     """Run `req`'s eval prompts through base+`adapter` and through `merged` (greedy) and compare."""
     from dataclasses import replace
 
-    from workbench.evals.evaluate import (
-        batch_and_options,
-        eval_settings,
-        load_evalsets,
-        resolve_targets,
-        resolve_vars,
-    )
+    from workbench.evals.evaluate import eval_settings, load_evalsets, resolve_targets, resolve_vars
     from workbench.evals.results import MERGED, Target
     from workbench.evals.sweep import Plan, generate, score
     from workbench.models.templates import resolve_format
@@ -101,9 +95,8 @@ def parity_report(adapter: str, merged: str, req, progress=None, log=None) -> Pa
     evalset, _ = load_evalsets(req.evalsets, variables)
     resolved = resolve_format(req.template, req.system, res.config, res.base)
     m_target = Target("merged", MERGED, str(merged))
-    batch, options = batch_and_options(req)
     plan = Plan(res.base, [ad_target, m_target], [resolved.format], list(evalset.items), eval_settings(req), req.backend,
-                options, batch, req.use_cache)
+                dict(req.backend_options), req.batch_size, req.use_cache)
     rows = score(generate(plan, progress, log), plan.items)
     report = compare(rows[0], rows[1], str(adapter), str(merged), res.base)
     if resolved.warning:

@@ -32,7 +32,7 @@ class Plan:
     settings: object  # GenerationSettings
     backend: str = "transformers"
     backend_options: dict = field(default_factory=dict)
-    batch_size: int = T.EVAL_BATCH_SIZE
+    batch_size: int | None = None  # None: the backend's own batch (the transformers backend's follows its device)
     use_cache: bool = True
 
 
@@ -163,8 +163,9 @@ def generate(
                     gen.switch_seconds = models.activate(target)
                     backend = models.backend_for(target)
                     t0 = time.perf_counter()
-                    for start in range(0, len(todo), plan.batch_size):
-                        batch = todo[start : start + plan.batch_size]
+                    size = plan.batch_size or getattr(backend, "batch_size", None) or T.EVAL_BATCH_SIZE
+                    for start in range(0, len(todo), size):
+                        batch = todo[start : start + size]
                         convs = [[{"role": "user", "content": i.prompt}] for i in batch]
                         replies = backend.generate(convs, fmt, plan.settings)
                         for item, r in zip(batch, replies, strict=True):

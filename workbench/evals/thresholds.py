@@ -91,20 +91,7 @@ COLLAPSE_LEAK = 0.5
 #: Workbench Lab开发" in the tiny tokenizer and any shipped answer, and keep a loop from costing more.
 EVAL_MAX_NEW_TOKENS = 32
 
-#: Prompts per generate() call: a batch this size keeps a GPU busy for a 1.8B model and is a few MB of
-#: activations on a CPU; the cache is written after each batch, so an interrupt loses at most one batch.
+#: Prompts per generate() call when the backend has no batch of its own (a server backend). The transformers
+#: backend's default follows its device (32 on the CPU, 128 on a GPU: `workbench.models.hf.default_batch_size`).
+#: The cache is written after each batch, so an interrupt loses at most one batch.
 EVAL_BATCH_SIZE = 32
-#: ...on a GPU. HF `generate` costs about the same host time per step whatever the batch (measured on the H100:
-#: ~30 ms a step), so a sweep's time is nearly proportional to its number of batches: 200 prompts in one batch
-#: took 2.6-4.3 s a checkpoint of a 1.8B model, in seven batches of 32 it would take seven times that. 128 keeps
-#: the KV cache of a 7B model at 32 new tokens well under 1 GB.
-EVAL_BATCH_SIZE_GPU = 128
-
-
-def eval_batch_size(device: str = "auto") -> int:
-    """The default batch for `device` ("auto" asks torch whether CUDA is there)."""
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return EVAL_BATCH_SIZE_GPU if str(device).startswith("cuda") else EVAL_BATCH_SIZE
