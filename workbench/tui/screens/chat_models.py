@@ -43,7 +43,9 @@ class ModelsModal(WorkerErrors, _Modal):
             yield Static("Space toggles a checkpoint; the base always stays available.", classes="hint")
 
     def on_mount(self) -> None:
-        self.query_one("#base", Input).focus()
+        # set_focus, not focus(): focus() is deferred, and a deferred focus could land after the checkpoints
+        # arrived and take the focus back from their list (the keys Space/Down would then type into the path)
+        self.set_focus(self.query_one("#base", Input))
         self._gather()
 
     @work(thread=True, exclusive=True, exit_on_error=False, description="Listing checkpoints")
@@ -65,7 +67,7 @@ class ModelsModal(WorkerErrors, _Modal):
         if message.items and sel.highlighted is None:
             sel.highlighted = 0  # Space then toggles the newest checkpoint, as the keys suggest
         if message.items and base_input.value:
-            sel.focus()  # the base is known: what is left to choose is the checkpoints
+            self.set_focus(sel)  # the base is known: what is left to choose is the checkpoints
 
     @on(Input.Submitted, "#base")
     def _base_done(self) -> None:
