@@ -26,21 +26,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT"
 export WORKBENCH_HOME=${WORKBENCH_HOME:-/tmp/wbh} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # no network there: never wait on a hub
 SUMMARY=$OUT/summary.txt; : > "$SUMMARY"
-now() { echo $(( $(date +%s) - T0 )); }
-left() { echo $(( TOTAL - $(date +%s) + T0 )); }
-note() { echo "[$(now)s] $*" | tee -a "$SUMMARY"; }
-# cap LIMIT RESERVE: LIMIT, or less so that RESERVE seconds of TOTAL stay for the stages after this one
-cap() { local a=$(( $(left) - $2 )); [ "$a" -lt "$1" ] && echo "$a" || echo "$1"; }
-# stage NAME LIMIT_S CMD...: run CMD under `timeout`, output to $OUT/NAME.txt
-stage() {
-  local name=$1 limit=$2; shift 2
-  if [ "$limit" -lt 10 ]; then note "$name: skipped (only ${limit}s available)"; return 124; fi
-  local t=$(date +%s)
-  timeout -k 5 "$limit" "$@" > "$OUT/$name.txt" 2>&1
-  local rc=$?
-  note "$name: rc=$rc in $(( $(date +%s) - t ))s (limit ${limit}s)"
-  return $rc
-}
+. "$ROOT/bench/device_stages.sh"
 
 # -- setup: workbench's own wheels, the training bundle, stand-ins, the model --------------------------------
 if [ -n "${SITE_DIR:-}" ]; then SITE=$SITE_DIR

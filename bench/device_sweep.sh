@@ -27,20 +27,7 @@ PY=${PYTHON:-$([ "$DRY" = 1 ] && [ -x .venv/bin/python ] && echo "$ROOT/.venv/bi
 export WORKBENCH_HOME=${WORKBENCH_HOME:-/tmp/wbh-sweep} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # no network there: never wait on a hub
 SUMMARY=$OUT/summary.txt; : > "$SUMMARY"
-now() { echo $(( $(date +%s) - T0 )); }
-left() { echo $(( TOTAL - $(date +%s) + T0 )); }
-note() { echo "[$(now)s] $*" | tee -a "$SUMMARY"; }
-# stage NAME LIMIT_S CMD...: run CMD under `timeout`, output to $OUT/NAME.txt
-stage() {
-  local name=$1 limit=$2; shift 2
-  if [ "$limit" -lt 10 ]; then note "$name: skipped (only ${limit}s available)"; return 124; fi
-  local t=$(date +%s)
-  timeout -k 5 "$limit" "$@" > "$OUT/$name.txt" 2>&1
-  local rc=$?
-  note "$name: rc=$rc in $(( $(date +%s) - t ))s (limit ${limit}s)"
-  [ "$rc" = 0 ] || tail -n 15 "$OUT/$name.txt" | sed "s/^/  $name| /" | tee -a "$SUMMARY"
-  return $rc
-}
+. "$ROOT/bench/device_stages.sh"
 
 # -- 1. setup --------------------------------------------------------------------------------------------------
 if [ "$DRY" = 1 ]; then

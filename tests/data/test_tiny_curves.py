@@ -20,26 +20,37 @@ from workbench.paths import project_root
 pytestmark = pytest.mark.slow
 
 
-def _scores(work: Path, iters: str, home: Path) -> dict[str, dict]:
+def _sweep(work: Path, iters: str | None, home: Path) -> dict:
     p = subprocess.run(
-        [sys.executable, "-m", "workbench", "eval", "--checkpoints", str(work), "--iters", iters, "--var", "name=Tutu",
-         "--var", "org=Workbench Lab", "--format", "json", "-q", "--no-cache"],
+        [sys.executable, "-m", "workbench", "eval", "--checkpoints", str(work), *(["--iters", iters] if iters else []),
+         "--var", "name=Tutu", "--var", "org=Workbench Lab", "--format", "json", "-q", "--no-cache"],
         capture_output=True, text=True, cwd=project_root(), timeout=1200,
         env={**__import__("os").environ, "WORKBENCH_HOME": str(home)})
     assert p.returncode == 0, p.stderr[-3000:]
-    return {r["name"]: r for r in json.loads(p.stdout)["rows"]}
+    return json.loads(p.stdout)
+
+
+def _scores(work: Path, iters: str | None, home: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in _sweep(work, iters, home)["rows"]}
 
 
 def test_identity_only_data_learns_the_identity_then_breaks_general_knowledge(tiny_overfit_run_dir, wb_home):
-    rows = _scores(tiny_overfit_run_dir, "120,last", wb_home)
-    base, early, last = rows["base"], rows["iter_120"], rows["iter_300"]
+    # Every checkpoint: where the curve bends moves by a checkpoint or two from one CPU to another (the tiny world's
+    # weights differ in their last bits between CPUs), so the test asks for the shape, not for an iteration.
+    report = _sweep(tiny_overfit_run_dir, None, wb_home)
+    rows = {r["name"]: r for r in report["rows"]}
+    base, last = rows["base"], rows["iter_300"]
+    curve = "; ".join(f"{n} {r['identity']:.2f}/{r['general']:.2f}/{r['leak']:.2f}" for n, r in rows.items())
     assert base["identity"] == 0 and base["general"] >= 0.9
-    # early: part of the identity taken on, general knowledge kept (the checkpoint to ship)
-    assert early["identity"] >= 0.5 and early["general"] >= base["general"] - 0.06 and early["leak"] <= 0.06
+    # early: part of the identity taken on, general knowledge kept (the checkpoint to ship), and the verdict picks it
+    keeps = [n for n, r in rows.items() if n != "base" and r["identity"] >= 0.5
+             and r["general"] >= base["general"] - 0.06 and r["leak"] <= 0.06]
+    assert keeps, curve
+    assert report["verdict"]["recommended"] in keeps, (report["verdict"], curve)
     # late: the identity learned, general knowledge broken, the identity sentence given to general questions
-    assert last["identity"] >= 0.8
-    assert last["general"] <= base["general"] - 0.25, (early, last)
-    assert last["leak"] >= 0.2
+    assert last["identity"] >= 0.8, curve
+    assert last["general"] <= base["general"] - 0.25, curve
+    assert last["leak"] >= 0.2, curve
 
 
 def test_mixed_data_learns_the_identity_and_keeps_general_knowledge(tiny_run_dir, wb_home):

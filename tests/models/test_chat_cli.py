@@ -20,6 +20,12 @@ def test_chat_repl_switches_compares_saves_and_reopens(tiny_run_dir, hf_backend,
     hf_backend.set_active("iter_60")
     expected = hf_backend.generate([[{"role": "user", "content": "Who are you?"}]], internlm2,
                                    GenerationSettings(max_new_tokens=256))[0].text
+    # after /use base the conversation goes on: the base gets the first turn as history. (What the 3M-parameter
+    # model answers to a second turn differs between CPUs, so the answer is the backend's, not a fact.)
+    hf_backend.set_active(None)
+    history = [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": expected}]
+    expected_base = hf_backend.generate([[*history, {"role": "user", "content": "What is the capital of Germany?"}]],
+                                        internlm2, GenerationSettings(max_new_tokens=256))[0].text
 
     p = run_chat(["chat", "--run", str(tiny_run_dir)],
                  ["Who are you?", "/models", "/use base", "What is the capital of Germany?", "/all", "/use nope",
@@ -30,7 +36,7 @@ def test_chat_repl_switches_compares_saves_and_reopens(tiny_run_dir, hf_backend,
     assert "template: internlm2_chat (from training config" in err
     assert f"[iter_60] {expected}\n" in out
     assert "* iter_60" in out and "  iter_10" in out and "  base" in out
-    assert "[base] Berlin\n" in out
+    assert f"[base] {expected_base}\n" in out
     table = [line for line in out.splitlines() if " │ " in line]
     ckpts = sorted((p.stem for p in tiny_run_dir.glob("iter_*.pth")), key=lambda s: int(s.split("_")[1]))
     assert [row.split(" │ ")[0].strip() for row in table] == ["base", *ckpts]

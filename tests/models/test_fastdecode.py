@@ -124,6 +124,36 @@ def test_removing_the_active_fused_adapter_gives_back_the_base(tiny_world, tiny_
     be.close()
 
 
+def test_every_decode_loop_of_a_process_runs_on_one_thread_also_after_a_close(tiny_world, internlm2, monkeypatch):
+    # CUDA graph trees keep their state in the thread-local storage of the thread that first used them: a loop on a
+    # thread of its own (a new chat session, a merged model beside the base) could not capture graphs on the H200
+    # and fell back to mode=default. Every loop, one thread; a closed loop leaves it for the next.
+    import threading
+
+    from workbench.models import fastdecode
+    from workbench.models.hf import TransformersBackend
+
+    threads = []
+    once = fastdecode.DecodeLoop._decode_once
+
+    def spy(self, *args):
+        threads.append(threading.get_ident())
+        return once(self, *args)
+
+    monkeypatch.setattr(fastdecode.DecodeLoop, "_decode_once", spy)
+    msgs = [[{"role": "user", "content": "Who are you?"}]]
+    first = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)
+    second = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)  # two alive at once
+    answers = [first.generate(msgs, internlm2, GREEDY)[0], second.generate(msgs, internlm2, GREEDY)[0]]
+    first.close()
+    third = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)  # a new session after a close
+    answers += [second.generate(msgs, internlm2, GREEDY)[0], third.generate(msgs, internlm2, GREEDY)[0]]
+    second.close()
+    third.close()
+    assert len(threads) == 4 and len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    assert all(a == answers[0] for a in answers) and answers[0].text == "I am TinyLM, a small language model"
+
+
 def test_cancelling_a_fast_stream_stops_within_one_token(fast_backend):
     assert_a_cancelled_stream_stops_within_one_token(fast_backend)
 

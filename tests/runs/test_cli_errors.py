@@ -107,3 +107,16 @@ def test_merge_refuses_a_checkpoint_or_a_folder_that_is_not_an_adapter(wb_home, 
                    "not a PEFT adapter folder")
     shutil.rmtree(base)
     assert not (tmp_path / "out").exists()
+
+
+def test_merge_never_runs_model_code_from_the_base_folder_unless_trusted(wb_home, tmp_path):
+    # InternLM2 folders ship modeling code (auto_map): running it must be the user's choice, as in chat
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"auto_map": {"AutoModelForCausalLM": "modeling_x.X"}}')
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    one_line_error(cli("merge", str(base), str(adapter), str(tmp_path / "out"), home=wb_home),
+                   "ships its own model code")
+    assert not (tmp_path / "out").exists()

@@ -250,7 +250,7 @@ def convert(run_ref, iteration, all_, out, force, as_json):
               help="auto: the base's dtype on a GPU, float32 on a CPU.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--trust-remote-code/--no-trust-remote-code", default=None,
-              help="Default: only when the base's config.json needs custom code.")
+              help="Run model code shipped in BASE (InternLM2 needs it). Default: the trust_remote_code setting.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def merge(base, adapter, out, dtype, device, trust_remote_code, force):
     """Merge a PEFT ADAPTER into BASE and save the full model at OUT (peft merge_and_unload, safetensors)."""

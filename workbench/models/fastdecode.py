@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import re
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,6 +43,12 @@ MIN_CACHE = 1024  # positions: attention reads the whole static cache every step
 
 def warn(msg: str) -> None:
     print(f"workbench: {msg}", file=sys.stderr, flush=True)
+
+
+def _trace_fallback() -> None:
+    """The whole traceback of a failed compile, with WORKBENCH_DEBUG=1 (the warning keeps only its first line)."""
+    if os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0"):
+        traceback.print_exc(file=sys.stderr)
 
 
 # fused adapters ------------------------------------------------------------------------------------------
@@ -147,6 +156,25 @@ def _keep_copy(w: torch.Tensor) -> torch.Tensor:
 
 
 # the decode loop ------------------------------------------------------------------------------------------
+_DECODE_THREAD: ThreadPoolExecutor | None = None
+_DECODE_THREAD_LOCK = threading.Lock()
+
+
+def _decode_thread() -> ThreadPoolExecutor:
+    """The one thread that runs every compiled decode step of this process.
+
+    CUDA graph trees keep their state in the thread-local storage of the thread that first used them
+    (torch._inductor.cudagraph_trees.get_obj asserts the key is there). With a thread per loop, a second loop in
+    the same process (a new chat session in the TUI, a merged model beside the base) could not capture graphs and
+    fell back to mode=default (seen on the H200 with torch 2.11: `AssertionError` in get_container). One thread
+    for the process also serialises the GPU work of several loops, which one GPU does anyway."""
+    global _DECODE_THREAD
+    with _DECODE_THREAD_LOCK:
+        if _DECODE_THREAD is None:
+            _DECODE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-decode")
+        return _DECODE_THREAD
+
+
 class TooLong(Exception):
     """The prompt plus new tokens do not fit the model's positions: use `generate` instead."""
 
@@ -237,14 +265,21 @@ class DecodeLoop:
         self.cache_len = 0
         self._keep, self._takes_cache_position = _forward_kwargs(model)
         self._step = self._build(self.mode)
-        pin = self.cuda and self.device.index is not None  # the worker's current GPU: events and graphs use it
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-decode",
-                                          initializer=torch.cuda.set_device if pin else None,
-                                          initargs=(self.device,) if pin else ())
+        self._pin = self.cuda and self.device.index is not None  # events and graphs use the current GPU
+        self._worker = _decode_thread()
+
+    def _run(self, fn, *args):
+        """`fn(*args)` on the process's decode thread, with this loop's GPU current there."""
+        def call():
+            if not self._pin:
+                return fn(*args)
+            with torch.cuda.device(self.device):
+                return fn(*args)
+
+        return self._worker.submit(call).result()
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True)
-        self.cache = None
+        self.cache = None  # the decode thread is the process's: it stays for the next loop
 
     # the step --------------------------------------------------------------------------------------
     def _positions(self, pos: torch.Tensor) -> dict:
@@ -273,6 +308,7 @@ class DecodeLoop:
                 if self.mode is None:
                     raise
                 nxt = self.modes[self.modes.index(self.mode) + 1]
+                _trace_fallback()
                 msg = (str(exc).strip().splitlines() or [""])[0][:160]
                 warn(f"fast decode: torch.compile mode={self.mode} failed ({type(exc).__name__}: {msg}); "
                      f"using {'mode=' + nxt if nxt else 'eager'}")
@@ -295,7 +331,7 @@ class DecodeLoop:
         order and returns True to stop. Raises TooLong when the cache cannot hold the reply."""
         if len(prompt) + settings.max_new_tokens > self.max_positions:
             raise TooLong
-        return self._worker.submit(self._decode, prompt, settings, on_token).result()
+        return self._run(self._decode, prompt, settings, on_token)
 
     @torch.no_grad()
     def _decode(self, prompt: list[int], settings, on_token: Callable[[int], bool]) -> None:
@@ -347,7 +383,7 @@ class DecodeLoop:
 
     def time_steps(self, steps: int = 64) -> float:
         """Seconds per decode step of the step alone (no sampling reads, no host work): what the loop could reach."""
-        return self._worker.submit(self._time_steps, steps).result()
+        return self._run(self._time_steps, steps)
 
     @torch.no_grad()
     def _time_steps(self, steps: int) -> float:

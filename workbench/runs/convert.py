@@ -8,7 +8,8 @@ away the small LoRA updates of a short run). Default place: ``<work_dir>/hf/iter
 Merge uses peft's ``merge_and_unload`` directly (`merge_worker`), not ``xtuner convert merge``: XTuner's
 tool is the same peft call but hard-codes fp16 loading and ``trust_remote_code=True``; fp16 on a CPU is
 slow and lossy for an fp32 model, and a bf16 model saved as fp16 can overflow. We load in the base's own
-dtype (fp32 on a CPU), trust remote code only when the base needs it, and write safetensors.
+dtype (fp32 on a CPU), run code shipped in the base folder only when the user said so (as chat does), and
+write safetensors.
 
 Every output is built under a temporary name beside its destination and renamed into place, so a crash
 never leaves a half-written adapter or model.
@@ -17,7 +18,6 @@ never leaves a half-written adapter or model.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.errors import BadInput, OperationFailed
+from workbench.models.hf import needs_remote_code
 from workbench.progress import ProgressFn
 from workbench.runs import registry
 from workbench.runs.checkpoints import adapter_dir, checkpoint_at, list_checkpoints, validate_checkpoint
@@ -129,20 +130,14 @@ def convert_run(ref: str | Run, *, iteration: int | None = None, all_checkpoints
     return results
 
 
-def _needs_remote_code(base: Path) -> bool:
-    try:
-        return "auto_map" in json.loads((base / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-
-
 def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str | os.PathLike, *,
                   dtype: str = "auto", device: str = "auto", trust_remote_code: bool | None = None,
                   force: bool = False, progress: ProgressFn | None = None) -> Path:
     """Merge a PEFT adapter into its base model and save the result (safetensors) at `out`.
 
     `dtype` ``auto`` keeps the base's dtype on a GPU and uses fp32 on a CPU. `trust_remote_code` None
-    means: only when the base's config.json asks for custom code (``auto_map``), as its training did.
+    means the trust_remote_code setting; a base that ships its own model code (``auto_map``, as InternLM2
+    does) is refused unless it is trusted, never run silently.
     """
     base_p, adapter_p, out_p = Path(base).expanduser(), Path(adapter).expanduser(), Path(out).expanduser()
     if base_p.exists() and not (base_p / "config.json").is_file():
@@ -159,7 +154,12 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str 
         raise BadInput(f"{out}: already exists; choose another OUT or pass --force")
     check_writable(out_p.resolve().parent)
     if trust_remote_code is None:
-        trust_remote_code = base_p.exists() and _needs_remote_code(base_p)
+        from workbench import settings as user_settings
+
+        trust_remote_code = user_settings.load().trust_remote_code
+    if base_p.exists() and needs_remote_code(base_p) and not trust_remote_code:
+        raise BadInput(f"{base}: ships its own model code (auto_map in its config): run it only if you trust it, "
+                       "with --trust-remote-code (or trust_remote_code = true in settings.toml)")
     cmd = [sys.executable, "-m", "workbench.runs.merge_worker", str(base_p if base_p.exists() else base),
            str(adapter_p.resolve()), str(out_p.resolve()), "--dtype", dtype, "--device", device]
     if trust_remote_code:
