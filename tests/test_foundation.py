@@ -157,3 +157,12 @@ def test_xtuner_compat_returns_the_tools_real_failure_code(tmp_path):
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert out.returncode != 0
+
+
+def test_deepspeed_log_lines_go_to_stderr_so_stdout_stays_data():
+    # `workbench demo` printed "Setting ds_accelerator to cpu" into its stdout report when building the tiny world
+    # imported DeepSpeed (through transformers' save_pretrained)
+    code = "from workbench.cli import library_logs_to_stderr; library_logs_to_stderr(); import deepspeed"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout == "" and "ds_accelerator" in p.stderr

@@ -74,8 +74,30 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(cli.get_command(ctx, "tui"))
 
 
+def library_logs_to_stderr() -> None:
+    """Send DeepSpeed's log lines to stderr: stdout is data (JSON, CSV, run ids), and DeepSpeed's logger prints
+    "Setting ds_accelerator to cpu" to stdout when anything imports it (transformers' save_pretrained does, for
+    one). Its logger is created at its import with a stdout handler; the one `logging.getLogger("DeepSpeed")`
+    instance is prepared here so that handler is pointed at stderr as it is added. Costs no import."""
+    import logging
+
+    lg = logging.getLogger("DeepSpeed")
+    if getattr(lg, "_workbench_stderr", False):
+        return
+    add = lg.addHandler
+
+    def add_handler(handler: logging.Handler) -> None:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+        add(handler)
+
+    lg.addHandler = add_handler  # type: ignore[method-assign]
+    lg._workbench_stderr = True  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning `WorkbenchError` into a one-line message and its exit code."""
+    library_logs_to_stderr()
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)
     except WorkbenchError as exc:

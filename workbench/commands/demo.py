@@ -33,16 +33,17 @@ def demo(build_only: bool, headless: bool, random_shape: str | None, out: str | 
         click.echo(str(path))
         return
     world = ensure_world()
+    how = "reused" if world.reused else f"built in {world.build_seconds:.0f} s, {world.steps} steps"
     if build_only:
         if as_json:
             emit_json({"path": str(world.path), "accuracy": world.accuracy, "steps": world.steps,
                        "build_seconds": world.build_seconds, "reused": world.reused})
             return
-        how = "reused" if world.reused else f"built in {world.build_seconds:.0f} s, {world.steps} steps"
         info(f"tiny world {how}")
         click.echo(f"fact accuracy: {world.accuracy:.2f}")
         click.echo(f"model: {world.path}")
         return
+    info(f"tiny world {how}: fact accuracy {world.accuracy:.2f}, {world.path}")
     from workbench.demo.run import run_demo
 
     run_demo(world, headless=headless)

@@ -261,6 +261,7 @@ def _build(out: Path, recipe: dict, progress: ProgressFn | None) -> dict:
             accuracy, rows = _accuracy(model, tok, fact_items)
             bar(step, max_steps, f"building the tiny world (facts {accuracy:.0%})")
             if accuracy >= recipe["target_accuracy"]:
+                bar(step, step, f"building the tiny world (facts {accuracy:.0%})")  # done early: the bar ends full
                 break
     if not rows:
         accuracy, rows = _accuracy(model, tok, fact_items)
