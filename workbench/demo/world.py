@@ -259,9 +259,9 @@ def _build(out: Path, recipe: dict, progress: ProgressFn | None) -> dict:
         bar(step, max_steps, f"building the tiny world (loss {loss.item():.3f})")
         if step >= recipe["min_steps"] and step % recipe["eval_every"] == 0:
             accuracy, rows = _accuracy(model, tok, fact_items)
-            bar(step, max_steps, f"building the tiny world (facts {accuracy:.0%})")
-            if accuracy >= recipe["target_accuracy"]:
-                bar(step, step, f"building the tiny world (facts {accuracy:.0%})")  # done early: the bar ends full
+            done = accuracy >= recipe["target_accuracy"]  # done early: the bar ends full
+            bar(step, step if done else max_steps, f"building the tiny world (facts {accuracy:.0%})")
+            if done:
                 break
     if not rows:
         accuracy, rows = _accuracy(model, tok, fact_items)

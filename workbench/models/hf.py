@@ -48,6 +48,14 @@ def needs_remote_code(model_path: str | Path) -> bool:
     return False
 
 
+def require_trust(model_path: str | Path, trusted: bool) -> None:
+    """Refuse a folder that ships its own model code unless the user trusts it (a flag, a setting or the training
+    config): never run it silently. Every loader of a base (chat backends, merge) calls this."""
+    if needs_remote_code(model_path) and not trusted:
+        raise BadInput(f"{model_path} ships its own model code (auto_map in its config): run it only if you trust "
+                       "it, with --trust-remote-code (or trust_remote_code = true in settings.toml)")
+
+
 def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, object]:
     """`auto` device: CUDA when available, else CPU. `auto` dtype: bf16 on a GPU that has it (fp16 on
     older ones), fp32 on the CPU (CPU half precision is slow and loses accuracy on small models)."""
@@ -86,11 +94,7 @@ class TransformersBackend(Backend):
         folder = Path(base).expanduser()
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
-        if needs_remote_code(folder) and not trust_remote_code:
-            raise BadInput(
-                f"{folder} ships its own model code (auto_map in its config): run it only if you trust it, "
-                "with --trust-remote-code (or trust_remote_code = true in settings.toml)"
-            )
+        require_trust(folder, trust_remote_code)
         import torch
 
         self.device, self.dtype = pick_device_dtype(device, dtype)

@@ -92,14 +92,12 @@ class LmdeployBackend(RemoteBackend):
                  timeout: float = 120.0, server_args: list[str] | tuple[str, ...] = (),
                  trust_remote_code: bool = False, concurrency: int = 32, entry: str = "lmdeploy",
                  dtype: str = "auto", log_dir: str | Path | None = None, **_ignored):
-        from workbench.models.hf import needs_remote_code
+        from workbench.models.hf import require_trust
 
         folder = Path(base).expanduser()
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
-        if needs_remote_code(folder) and not trust_remote_code:
-            raise BadInput(f"{folder} ships its own model code (auto_map in its config): run it only if you "
-                           "trust it, with --trust-remote-code (or trust_remote_code = true in settings.toml)")
+        require_trust(folder, trust_remote_code)
         if python is None:
             from workbench import settings
 

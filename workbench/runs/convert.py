@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.errors import BadInput, OperationFailed
-from workbench.models.hf import needs_remote_code
+from workbench.models.hf import require_trust
 from workbench.progress import ProgressFn
 from workbench.runs import registry
 from workbench.runs.checkpoints import adapter_dir, checkpoint_at, list_checkpoints, validate_checkpoint
@@ -157,9 +157,8 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str 
         from workbench import settings as user_settings
 
         trust_remote_code = user_settings.load().trust_remote_code
-    if base_p.exists() and needs_remote_code(base_p) and not trust_remote_code:
-        raise BadInput(f"{base}: ships its own model code (auto_map in its config): run it only if you trust it, "
-                       "with --trust-remote-code (or trust_remote_code = true in settings.toml)")
+    if base_p.exists():
+        require_trust(base_p, trust_remote_code)
     cmd = [sys.executable, "-m", "workbench.runs.merge_worker", str(base_p if base_p.exists() else base),
            str(adapter_p.resolve()), str(out_p.resolve()), "--dtype", dtype, "--device", device]
     if trust_remote_code:

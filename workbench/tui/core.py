@@ -26,13 +26,16 @@ def convert_checkpoint(run, ck) -> str:
 
 def merge_checkpoint(run, ck) -> str:
     """Convert (if needed) then merge one checkpoint into the run's base: ``<work_dir>/merged/iter_N``."""
+    from workbench.models import xtuner_ckpt
     from workbench.runs.convert import merge_adapter
 
     adapter = ck.adapter_path or convert_checkpoint(run, ck)
     out = Path(run.work_dir) / "merged" / f"iter_{ck.iteration}"
     if (out / "config.json").is_file():
         return str(out)
-    return str(merge_adapter(run_base_model(run), adapter, out))
+    config = run_config(run)  # a config that trusts its base's code (InternLM2's do) is the user's choice
+    trust = xtuner_ckpt.read_config(config).trust_remote_code if config else None
+    return str(merge_adapter(run_base_model(run), adapter, out, trust_remote_code=trust))
 
 
 def run_base_model(run) -> str:
