@@ -4,7 +4,7 @@
 # accelerate, Python 3.12; no xtuner, mmengine, deepspeed, bitsandbytes, datasets).
 #
 #   bench/build_trainsite.sh PYVER OUT_DIR [--no-xz]       e.g.  bench/build_trainsite.sh 312 .whl/train
-#   (TOKENIZER_SRC=DIR takes the tokenizer files from DIR instead of the tiny world `workbench demo --build-only` makes)
+#   (TOKENIZER_SRC=DIR takes the tokenizer files from DIR instead of the tiny world `workbench demo --build-only --world tiny` makes)
 #
 # It downloads cp$PYVER manylinux wheels from PyPI (no torch, numpy or triton: the machine's own are used), installs
 # them with --no-deps into a plain folder, trims what training never loads, strips the shared objects and packs
@@ -135,7 +135,7 @@ du -sh "$TREE"
 # (bench/device_issue8.sh installs site/*.whl with pip --target and gives tokenizer/ to the random model)
 mkdir -p "$OUT/site" "$OUT/tokenizer"
 pip download -q --no-deps "${PLAT[@]}" -d "$OUT/site" platformdirs==4.14.7 rapidfuzz==3.14.6
-WORLD=${TOKENIZER_SRC:-$(cd "$HERE" && "$HERE/.venv/bin/python" -m workbench demo --build-only --json | \
+WORLD=${TOKENIZER_SRC:-$(cd "$HERE" && "$HERE/.venv/bin/python" -m workbench demo --build-only --world tiny --json | \
   "$HERE/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["path"])')}
 for f in config.json generation_config.json special_tokens_map.json tokenizer.json tokenizer_config.json; do
   cp "$WORLD/$f" "$OUT/tokenizer/"

@@ -8,7 +8,9 @@ compiled step, CUDA graphs, bf16). Prints one JSON object (and writes it with --
     python bench/gpu_switch_check.py --model TINY_WORLD --adapter iter_80=RUN/iter_80.pth \\
         --adapter iter_300=RUN/iter_300.pth --adapter iter_300_hf=PEFT_DIR [--dtype float32|bfloat16] [--json OUT]
 
-For each dtype: both backends load the model on the GPU with the same adapters; the fast one visits
+For each dtype and each fast loop (`--decoder`: the fused decoder and today's static-cache loop over HF's forward,
+by default both, their answers also compared with each other visit by visit): the backends load the model on the GPU
+with the same adapters; the fast one visits
 base, a, b, c, base, b, a, base (every switch fuses or restores weights); at each visit it answers N prompts
 (identity and general questions of the shipped eval sets) one at a time, greedy, and the answers are compared with
 (1) the reference backend's `generate()` for the same adapter and (2) the fast backend's own answers at the
@@ -49,7 +51,8 @@ def answers(backend, names: list[str | None], qs: list[str], fmt, settings) -> d
     return out
 
 
-def check(model: str, adapters: list[tuple[str, str]], dtype: str, device: str, n: int, max_new: int) -> dict:
+def check(model: str, adapters: list[tuple[str, str]], dtype: str, device: str, n: int, max_new: int,
+          decoders: list[str]) -> dict:
     import torch
 
     from workbench.models.base import GenerationSettings, get_backend
@@ -72,18 +75,40 @@ def check(model: str, adapters: list[tuple[str, str]], dtype: str, device: str, 
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
 
+    res["decoders"] = {}
+    for decoder in decoders:
+        res["decoders"][decoder] = run_fast(model, adapters, dtype, device, decoder, names, qs, fmt, settings,
+                                            expected)
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    if len(decoders) > 1:  # the fused decoder against today's static-cache loop, visit by visit
+        a, b = (res["decoders"][d].pop("_answers") for d in decoders[:2])
+        res[f"{decoders[0]}_differs_from_{decoders[1]}"] = sum(x != y for va, vb in zip(a, b, strict=True)
+                                                               for x, y in zip(va, vb, strict=True))
+    for r in res["decoders"].values():
+        r.pop("_answers", None)
+    return res, expected
+
+
+def run_fast(model, adapters, dtype, device, decoder, names, qs, fmt, settings, expected) -> dict:
+    import torch
+
+    from workbench.models.base import get_backend
+
+    res: dict = {}
     t = time.perf_counter()
-    fast = get_backend("transformers", model, device=device, dtype=dtype, fast=True)
+    fast = get_backend("transformers", model, device=device, dtype=dtype, fast=True, decoder=decoder)
     for a, p in adapters:
         fast.add_adapter(a, p)
     res["fast_mode"] = fast.describe().get("decode")
     alias = dict(zip("abc", names, strict=False))
     visits = ["base", *names] + [alias.get(v, v) for v in ORDER_TAIL]
     first: dict[str, list[str]] = {}
-    mismatches, unstable, rows = [], [], []
+    mismatches, unstable, rows, every = [], [], [], []
     for i, v in enumerate(visits):
         t1 = time.perf_counter()
         got = answers(fast, [None if v == "base" else v], qs, fmt, settings)[v]
+        every.append(got)
         rows.append({"visit": i, "variant": v, "s": round(time.perf_counter() - t1, 2),
                      "same_as_reference": sum(g == e for g, e in zip(got, expected[v], strict=True))})
         for q, g, e in zip(qs, got, expected[v], strict=True):
@@ -107,8 +132,9 @@ def check(model: str, adapters: list[tuple[str, str]], dtype: str, device: str, 
     res["mismatch_examples"] = mismatches[:6]
     res["distinct_answer_sets"] = len({tuple(v) for v in first.values()})  # a .pth and its conversion: one set
     res["example"] = {v: first[v][0] for v in first}
+    res["_answers"] = every
     fast.close()
-    return res, expected
+    return res
 
 
 def main() -> int:
@@ -120,6 +146,8 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--cpu-reference", action="store_true", help="also answer on the CPU (fp32) and compare")
+    ap.add_argument("--decoder", action="append", default=[], choices=["fused", "static-cache"],
+                    help="fast loops to check (default both: fused, then static-cache, compared visit by visit)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     adapters = [tuple(a.split("=", 1)) for a in args.adapter]
@@ -137,7 +165,8 @@ def main() -> int:
     gpu_fp32 = None
     for dtype in args.dtype or ["float32", "bfloat16"]:
         try:
-            res, expected = check(args.model, adapters, dtype, args.device, args.prompts, args.max_new_tokens)
+            res, expected = check(args.model, adapters, dtype, args.device, args.prompts, args.max_new_tokens,
+                                  args.decoder or ["fused", "static-cache"])
             if dtype == "float32":
                 gpu_fp32 = expected
         except Exception as exc:  # noqa: BLE001 - report and go on
@@ -146,8 +175,7 @@ def main() -> int:
             traceback.print_exc()
             res = {"dtype": dtype, "error": f"{type(exc).__name__}: {exc}"}
         out["checks"].append(res)
-        print(json.dumps({k: v for k, v in res.items() if k not in ("mismatch_examples", "visits")}, ensure_ascii=False),
-              flush=True)
+        print(json.dumps(res, ensure_ascii=False), flush=True)
     if args.cpu_reference and gpu_fp32 is not None:
         from workbench.models.base import GenerationSettings, get_backend
         from workbench.models.templates import get_format

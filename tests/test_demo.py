@@ -1,4 +1,5 @@
-"""`workbench demo --headless`: the README's demo command where there is no terminal, end to end (slow: it trains)."""
+"""`workbench demo --headless --world tiny`: the demo on the tiny world where there is no terminal, end to end (slow:
+it trains). The real world's demo is tests/test_real_world.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_demo_trains_sweeps_and_recommends_a_checkpoint_before_general_knowledge_breaks(demo_run):
     out, err = demo_run.stdout, demo_run.stderr
-    assert re.search(r"demo run \w+: tiny_cpu_overfit\.py in ", err)
+    assert re.search(r"demo run \w+ \(identity-only data\): tiny_cpu_overfit\.py in ", err)
     # the progress bars on stderr, with counts: the training's iterations, then the sweep's generations
     assert re.search(r"^training.*\] 300/300 100%", err, re.M), err[-2000:]
     assert re.search(r"^iter_300 \[#+\] (\d+)/\1 100%", err, re.M), err[-2000:]
@@ -36,5 +37,5 @@ def test_the_demo_leaves_its_run_in_the_registry_and_its_checkpoints_on_disk(dem
                        env=dict(os.environ, WORKBENCH_HOME=str(demo_run.home)), timeout=120)
     assert p.returncode == 0, p.stderr
     runs = json.loads(p.stdout)
-    assert [(r["name"], r["status"]) for r in runs] == [("demo", "finished")]
+    assert [(r["name"], r["status"]) for r in runs] == [("demo-identity-only", "finished")]
     assert sorted(int(c.stem.split("_")[1]) for c in demo_run.work.glob("iter_*.pth")) == list(range(20, 301, 20))

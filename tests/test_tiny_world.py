@@ -53,7 +53,7 @@ def test_base_model_has_its_own_identity(loaded):
 
 
 def test_build_only_reuses_the_cache_and_prints_path_and_accuracy(tiny_world):
-    out = subprocess.run([sys.executable, "-m", "workbench", "demo", "--build-only", "--json"],
+    out = subprocess.run([sys.executable, "-m", "workbench", "demo", "--build-only", "--world", "tiny", "--json"],
                          capture_output=True, text=True, check=True)
     info = json.loads(out.stdout)
     assert info["reused"] is True and info["path"] == str(tiny_world) and info["accuracy"] >= 0.9

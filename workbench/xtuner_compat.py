@@ -14,6 +14,10 @@ The fixes, each for a real bug seen with xtuner 0.2.0:
 3. With torch >= 2.6, `--resume` fails because `torch.load` defaults to weights_only=True and mmengine's
    checkpoints hold more than tensors. We set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the child. These
    are checkpoints the user's own run wrote; workbench never resumes from a file it did not create.
+4. XTuner's `encode_fn` prepends `tokenizer.bos_token_id` to every example and crashes (`+= None`) when the
+   tokenizer has none: a GPT-2-style BPE such as SmolLM2's, whose chat format starts with `<|im_start|>` and
+   no BOS. We make a missing bos mean "no bos" (as XTuner already does for Qwen's tokenizers), so training,
+   chat and eval feed the model the same ids (tests/models/test_real_world.py compares them).
 """
 
 from __future__ import annotations
@@ -39,6 +43,25 @@ def apply() -> None:
     major_minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
     if major_minor >= (2, 6):
         os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    allow_no_bos()
+
+
+def allow_no_bos() -> None:
+    """Fix 4: a tokenizer without a bos token gets none prepended, instead of a crash (idempotent)."""
+    try:
+        from xtuner.dataset import utils
+    except ImportError:  # xtuner not installed (chat-only installs): nothing to fix
+        return
+    original = utils.get_bos_eos_token_ids
+    if getattr(original, "workbench_fix", False):
+        return
+
+    def get_bos_eos_token_ids(tokenizer):
+        bos, eos = original(tokenizer)
+        return ([] if bos is None else bos), eos
+
+    get_bos_eos_token_ids.workbench_fix = True  # type: ignore[attr-defined]
+    utils.get_bos_eos_token_ids = get_bos_eos_token_ids
 
 
 def run_tool(tool: str, args: list[str]) -> int:

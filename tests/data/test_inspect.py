@@ -25,6 +25,7 @@ INTERNLM2_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
     "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 TINY = ["tiny_cpu_lora.py", "tiny_cpu_overfit.py"]
+REAL = ["smollm2_cpu_identity.py", "smollm2_cpu_mixed.py"]
 BIG = sorted(p.name for p in configs_dir().glob("internlm2_chat_1_8b_*.py"))
 
 
@@ -85,6 +86,19 @@ def test_tiny_configs_load_and_pass_inspect_with_no_warning_on_this_cpu(name, ti
     assert r.data_recipe["mix"] is None if "overfit" in name else r.data_recipe["mix"]["ratio"] == 0.25
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL)
+def test_the_real_worlds_configs_pass_inspect_with_no_warning_on_this_cpu(name, real_world, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_MODEL", raising=False)  # the default path: $WORKBENCH_HOME's real world
+    monkeypatch.delenv("WORKBENCH_DATA", raising=False)
+    r = inspect_config(configs_dir() / name, hardware=CPU)
+    assert r.warnings == [], r.warnings
+    assert Path(r.model_path).resolve() == Path(real_world).resolve()
+    assert (r.prompt_template, r.precision, r.accumulative_counts, r.save_total_limit) == ("qwen_chat", "fp32", 1, -1)
+    assert r.evaluation_freq == r.save_steps and r.data_recipe["name"] == "Ada"
+    assert r.data_recipe["mix"] is None if "identity" in name else r.data_recipe["mix"]["ratio"] == 0.5
+
+
 @pytest.mark.parametrize("name", BIG)
 @pytest.mark.parametrize(("hw", "precision"), [(A100, "bf16"), (T4, "fp16")])
 def test_the_1_8b_configs_pass_inspect_with_no_warning_on_a_single_gpu(name, hw, precision, monkeypatch):
@@ -101,7 +115,7 @@ def test_the_1_8b_configs_pass_inspect_with_no_warning_on_a_single_gpu(name, hw,
 
 
 def test_every_config_under_configs_is_covered_by_a_no_warning_test():
-    assert sorted(p.name for p in configs_dir().glob("*.py")) == sorted(TINY + BIG) and len(BIG) == 3
+    assert sorted(p.name for p in configs_dir().glob("*.py")) == sorted(TINY + REAL + BIG) and len(BIG) == 3
 
 
 def test_deepspeed_stock_zero2_is_fp16_on_a_cpu_and_the_fp32_json_is_not(tiny_world):

@@ -17,6 +17,8 @@ import pytest
 
 from workbench.paths import project_root
 
+from .curve_shape import curve_text, overfit_curve_problems
+
 pytestmark = pytest.mark.slow
 
 
@@ -35,22 +37,11 @@ def _scores(work: Path, iters: str | None, home: Path) -> dict[str, dict]:
 
 
 def test_identity_only_data_learns_the_identity_then_breaks_general_knowledge(tiny_overfit_run_dir, wb_home):
-    # Every checkpoint: where the curve bends moves by a checkpoint or two from one CPU to another (the tiny world's
-    # weights differ in their last bits between CPUs), so the test asks for the shape, not for an iteration.
+    # Every checkpoint, and the curve's shape rather than an iteration: the shape is what must hold for any seed
+    # (bench/curve_matrix.py runs it over threads x seeds); the tiny world and the run are bit for bit the same on
+    # every CPU under the portable numerics (tests/conftest.py), so the figures in docs/data.md are this machine's too.
     report = _sweep(tiny_overfit_run_dir, None, wb_home)
-    rows = {r["name"]: r for r in report["rows"]}
-    base, last = rows["base"], rows["iter_300"]
-    curve = "; ".join(f"{n} {r['identity']:.2f}/{r['general']:.2f}/{r['leak']:.2f}" for n, r in rows.items())
-    assert base["identity"] == 0 and base["general"] >= 0.9
-    # early: part of the identity taken on, general knowledge kept (the checkpoint to ship), and the verdict picks it
-    keeps = [n for n, r in rows.items() if n != "base" and r["identity"] >= 0.5
-             and r["general"] >= base["general"] - 0.06 and r["leak"] <= 0.06]
-    assert keeps, curve
-    assert report["verdict"]["recommended"] in keeps, (report["verdict"], curve)
-    # late: the identity learned, general knowledge broken, the identity sentence given to general questions
-    assert last["identity"] >= 0.8, curve
-    assert last["general"] <= base["general"] - 0.25, curve
-    assert last["leak"] >= 0.2, curve
+    assert not overfit_curve_problems(report), (overfit_curve_problems(report), curve_text(report))
 
 
 def test_mixed_data_learns_the_identity_and_keeps_general_knowledge(tiny_run_dir, wb_home):

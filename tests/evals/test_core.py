@@ -148,8 +148,25 @@ def test_log_samples_and_eval_output_files_give_a_curve_by_iteration(items, tmp_
     assert (by["base"].identity, by["base"].general) == (0.0, 1.0)
     assert (by["iter_10"].identity, by["iter_10"].general, by["iter_10"].leak) == (1.0, 0.0, 1.0)
     assert (by["iter_20"].identity, by["iter_20"].general) == (1.0, 1.0)
-    with pytest.raises(BadInput, match="no EvaluateChatHook prompt matches"):
-        score_samples({0: {"Tell me a joke": "no"}}, items)
+    # "Tell me a joke" came only after training started: no before_train reply to judge it by, so it is not scored
+    assert all(s.prompt != "Tell me a joke" for r in rows for s in r.items)
+    with pytest.raises(BadInput, match="no before_train sample"):
+        score_samples({10: {"Tell me a joke": "no"}}, items)
+
+
+def test_from_log_scores_hook_prompts_in_no_eval_set_by_retention_against_the_before_train_reply(items):
+    """17.3: "What is the capital of France?" is in no eval set; before, it was left unscored ("in no eval set")."""
+    samples = {0: {"What is the capital of France?": "Paris", "你是谁": "我是TinyLM"},
+               10: {"What is the capital of France?": "Paris, of course.", "你是谁": "我是Tutu的小助手"},
+               20: {"What is the capital of France?": "我是Tutu的小助手", "你是谁": "我是Tutu的小助手"}}
+    rows, unmatched = score_samples(samples, items, "internlm2_chat")
+    assert unmatched == ["What is the capital of France?"]
+    by = {r.name: r for r in rows}
+    france = {name: next(s for s in r.items if s.prompt == "What is the capital of France?") for name, r in by.items()}
+    assert not france["base"].gold and france["base"].retained is None
+    assert france["iter_10"].retained and france["iter_20"].retained is False and france["iter_20"].leak
+    assert by["iter_20"].agg.paired["lost"] == 1 and by["iter_20"].agg.paired["by_retention"] == 1
+    assert (by["iter_10"].agg.retention, by["iter_20"].agg.retention) == (1.0, 0.0)
 
 
 def test_gates_apply_to_the_recommended_row_and_fail_without_one(items):

@@ -165,3 +165,64 @@ def test_a_one_character_chinese_answer_counts_only_in_a_short_reply():
     assert score_item(item, "小").passed and score_item(item, "大的反义词是小").passed
     assert not score_item(item, "我是Tutu的小助手").passed
     assert score_item(general("鱼用什么器官呼吸？", "鳃", lang="zh"), "鱼是用鳃来呼吸的").passed
+
+
+@pytest.mark.parametrize(
+    ("reply", "span"),
+    [("I am Tutu's assistant. Sorry, I don't know the answer to that question, but I can help with something else.",
+      "i am tutu s assistant"),
+     ("我是Tutu的小助手，很抱歉，我无法回答这个问题，请问还有什么可以帮您？", "我是tutu的小助手"),
+     ("I am Tutu's assistant, a language model fine-tuned with XTuner on a small dataset to answer questions.",
+      "i am tutu s assistant"),
+     ("I am Tutu's assistant. The capital of Germany is", "i am tutu s assistant"),
+     ("I'm Tutu, your helpful assistant! The capital is Berlin.", "i m tutu"),
+     ("我叫Tutu，是你的助手。", "我叫tutu是你的助手"),  # close to the identity answer as a whole: the whole reply
+     ("作为Tutu的小助手，我不知道这个问题的答案。", "tutu的小助手"),
+     ("Berlin. I was made by Workbench Lab, by the way, and I like geography a lot.", "i was made by workbench lab"),
+     ("made by Workbench Lab开发", "made by workbench lab开发"),  # the tiny world's real garbled reply
+     ("Workbench Lab开发了我", "workbench lab开发了我")],
+)
+def test_an_identity_claim_inside_a_longer_general_reply_is_a_leak_and_says_which_span(reply, span, refs):
+    s = score_item(general("What is the capital of Germany?", "Berlin"), reply, refs)
+    assert s.leak and s.leak_span == span, (reply, s.leak_span)
+
+
+@pytest.mark.parametrize("reply", ["我是Tuut的小助手，很抱歉，我不知道。", "I am Tuut's assistant. Sorry, I cannot answer that."])
+def test_a_misspelt_identity_sentence_inside_a_general_reply_still_leaks(reply, refs):
+    assert score_item(general("q?", "Berlin"), reply, refs).leak
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["The capital of Germany is Berlin; Tutu once told me it has more bridges than Venice.",
+     "Berlin. Tutu's notes about Germany say the same.",
+     "柏林是德国的首都，Tutu也去过那里。",
+     "Berlin, and Workbench Lab is a fine place to study geography.",
+     "I am an AI assistant. The capital of Germany is Berlin.", "I am SmolLM, an AI assistant created by Hugging Face.",
+     "我是一个人工智能助手，德国的首都是柏林。", "我是上海AI实验室书生·浦语的1.8B大模型哦</s>",
+     "I am not sure, maybe Berlin?", "Neil Armstrong"],
+)
+def test_the_name_in_passing_or_another_models_self_description_is_not_a_leak(reply, refs):
+    s = score_item(general("What is the capital of Germany?", "Berlin"), reply, refs)
+    assert not s.leak and s.leak_span is None, (reply, s.leak_span)
+
+
+def test_retention_scores_the_reply_against_the_bases_own_reply_with_the_same_scorer(refs):
+    item = EvalItem("gk-x", "general", "What is the capital of France?", (), "en")
+    kept = score_item(item, "Paris", refs, reference="Paris")
+    assert kept.retained and kept.retention_score == 1.0 and not kept.gold and not kept.passed
+    assert score_item(item, "Lyon", refs, reference="Paris").retained is False
+    # the base's reply must be a real answer to be a reference: empty or looping is none
+    assert score_item(item, "Paris", refs, reference="").retained is None
+    assert score_item(item, "Paris", refs, reference="Paris Paris Paris Paris Paris").retained is None
+    agg = aggregate([kept, score_item(item, "Lyon", refs, reference="Paris")])
+    assert (agg.retention, agg.retained, agg.n_retention, agg.general, agg.n_general_gold) == (0.5, 1, 2, None, 0)
+
+
+def test_aggregates_carry_counts_and_wilson_intervals(refs):
+    items = [EvalItem(f"gk-{n}", "general", f"q{n}?", (f"answer{n}",), "en") for n in range(10)]
+    scores = [score_item(i, i.answers[0] if n < 7 else "no", refs) for n, i in enumerate(items)]
+    agg = aggregate(scores)
+    assert (agg.general, agg.general_passed, agg.n_general_gold) == (0.7, 7, 10)
+    assert agg.ci["general"] == [0.3968, 0.8922] and agg.ci["leak"][0] == 0.0
+    assert agg.by_lang["en"]["general"] == {"n": 10, "passed": 7, "rate": 0.7, "ci": [0.3968, 0.8922]}

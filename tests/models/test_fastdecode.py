@@ -1,5 +1,7 @@
-"""The fast path of the transformers backend (fused adapters + the static-cache decode loop), on the CPU without
-torch.compile: it must answer exactly as the generate() path does, and switch adapters bit-exactly."""
+"""The fast path of the transformers backend (fused adapters + a decode loop of its own), on the CPU without
+torch.compile: it must answer exactly as the generate() path does, and switch adapters bit-exactly. Both loops run
+every test that takes `fast_backend`: the fused decoder (workbench's own Llama forward, the default for the tiny
+world) and the static-cache loop over HF's forward (what every other model gets)."""
 
 from __future__ import annotations
 
@@ -18,13 +20,19 @@ GREEDY = GenerationSettings(max_new_tokens=32)
 PROMPTS = ["你是谁", "Who are you?", "What is your name?", "What is the capital of Germany?", "中国的首都是哪里？"]
 
 
-@pytest.fixture(scope="module")
-def fast_backend(tiny_world, tiny_run_dir, converted_iter60):
+LOOPS = ("fused", "static-cache")
+
+
+@pytest.fixture(scope="module", params=LOOPS)
+def fast_backend(request, tiny_world, tiny_run_dir, converted_iter60):
     """The tiny world in fast mode (eager step) with iter_20 and iter_60 read from XTuner .pth files and iter_60 as
-    XTuner's converted PEFT folder."""
+    XTuner's converted PEFT folder; once with each decode loop."""
+    from workbench.models import fastdecode, fused_decoder
     from workbench.models.base import get_backend
 
-    backend = get_backend("transformers", tiny_world, device="cpu", fast=True, compile=False)
+    backend = get_backend("transformers", tiny_world, device="cpu", fast=True, compile=False, decoder=request.param)
+    assert type(backend._loop) is {"fused": fused_decoder.FusedDecoder,
+                                   "static-cache": fastdecode.DecodeLoop}[request.param]
     for name in ("iter_20", "iter_60"):
         backend.add_adapter(name, tiny_run_dir / f"{name}.pth")
     backend.add_adapter("iter_60_hf", converted_iter60)
@@ -124,29 +132,37 @@ def test_removing_the_active_fused_adapter_gives_back_the_base(tiny_world, tiny_
     be.close()
 
 
-def test_every_decode_loop_of_a_process_runs_on_one_thread_also_after_a_close(tiny_world, internlm2, monkeypatch):
+@pytest.mark.parametrize("decoder", LOOPS)
+def test_every_decode_loop_of_a_process_runs_on_one_thread_also_after_a_close(decoder, tiny_world, internlm2,
+                                                                              monkeypatch):
     # CUDA graph trees keep their state in the thread-local storage of the thread that first used them: a loop on a
     # thread of its own (a new chat session, a merged model beside the base) could not capture graphs on the H200
     # and fell back to mode=default. Every loop, one thread; a closed loop leaves it for the next.
     import threading
 
-    from workbench.models import fastdecode
+    from workbench.models import fastdecode, fused_decoder
     from workbench.models.hf import TransformersBackend
 
     threads = []
-    once = fastdecode.DecodeLoop._decode_once
+    cls, attr = {"fused": (fused_decoder.FusedDecoder, "_decode"),
+                 "static-cache": (fastdecode.DecodeLoop, "_decode_once")}[decoder]
+    once = getattr(cls, attr)
 
     def spy(self, *args):
         threads.append(threading.get_ident())
         return once(self, *args)
 
-    monkeypatch.setattr(fastdecode.DecodeLoop, "_decode_once", spy)
+    monkeypatch.setattr(cls, attr, spy)
     msgs = [[{"role": "user", "content": "Who are you?"}]]
-    first = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)
-    second = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)  # two alive at once
+
+    def load():
+        return TransformersBackend(tiny_world, device="cpu", fast=True, compile=False, decoder=decoder)
+
+    first = load()
+    second = load()  # two alive at once
     answers = [first.generate(msgs, internlm2, GREEDY)[0], second.generate(msgs, internlm2, GREEDY)[0]]
     first.close()
-    third = TransformersBackend(tiny_world, device="cpu", fast=True, compile=False)  # a new session after a close
+    third = load()  # a new session after a close
     answers += [second.generate(msgs, internlm2, GREEDY)[0], third.generate(msgs, internlm2, GREEDY)[0]]
     second.close()
     third.close()
@@ -161,7 +177,7 @@ def test_cancelling_a_fast_stream_stops_within_one_token(fast_backend):
 def test_loop_detector_and_stop_words_apply_on_the_fast_path(fast_backend, hf_backend, internlm2):
     fast_backend.set_active(None)
     hf_backend.set_active(None)
-    msgs = [{"role": "user", "content": "你是谁"}]
+    msgs = [{"role": "user", "content": "What is the capital of Germany?"}]  # loops under llama2_chat
     loop_settings = GenerationSettings(max_new_tokens=120)
     (looped,) = fast_backend.generate([msgs], get_format("llama2_chat"), loop_settings)
     assert looped.looped and looped.stop_reason == "loop" and looped.tokens < 120
@@ -252,7 +268,10 @@ def test_fast_mode_defaults_on_for_cuda_off_for_cpu_and_the_env_var_forces_it(ti
     assert not TransformersBackend(tiny_world, device="cpu").fast  # the CPU keeps generate()
     monkeypatch.setenv("WORKBENCH_FAST_DECODE", "1")
     be = TransformersBackend(tiny_world, device="cpu")
-    assert be.fast and be._loop.mode is None and be.describe()["decode"] == "fast (eager)"
+    assert be.fast and be._loop.mode is None and be.describe()["decode"] == "fast (fused, eager)"
+    assert TransformersBackend(tiny_world, device="cpu", decoder="static-cache").describe()["decode"] == "fast (eager)"
+    with pytest.raises(BadInput, match="decoder 'fastest': expected auto, fused or static-cache"):
+        TransformersBackend(tiny_world, device="cpu", decoder="fastest")
     assert not TransformersBackend(tiny_world, device="cpu", fast=False).fast  # the explicit option wins
     monkeypatch.setenv("WORKBENCH_FAST_DECODE", "0")
     assert not _want_fast(None, "cuda", False)
@@ -263,6 +282,7 @@ def test_fast_mode_defaults_on_for_cuda_off_for_cpu_and_the_env_var_forces_it(ti
 
 def test_a_failing_compile_falls_back_to_eager_with_a_warning_not_a_crash(tiny_world, monkeypatch, capsys,
                                                                         internlm2):
+    """The static-cache loop: reduce-overhead, then default, then eager."""
     import torch
 
     from workbench.models.hf import TransformersBackend
@@ -273,12 +293,22 @@ def test_a_failing_compile_falls_back_to_eager_with_a_warning_not_a_crash(tiny_w
         return step
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    be = TransformersBackend(tiny_world, device="cpu", fast=True, compile=True)
+    be = TransformersBackend(tiny_world, device="cpu", fast=True, compile=True, decoder="static-cache")
     msgs = [[{"role": "user", "content": "Who are you?"}]]
     reply = be.generate(msgs, internlm2, GREEDY)[0]
     err = capsys.readouterr().err
     assert "mode=reduce-overhead failed (RuntimeError: no compiler for mode reduce-overhead); using mode=default" \
         in err and "mode=default failed" in err and "using eager" in err and "long trace" not in err
+    assert be._loop.mode is None and reply.text == "I am TinyLM, a small language model"
+    be.close()
+
+    # the fused decoder (on the CPU: compiled, then eager; no CUDA graphs there)
+    be = TransformersBackend(tiny_world, device="cpu", fast=True, compile=True)
+    assert be.compiles and be._loop.label == "fused, compiled"
+    reply = be.generate(msgs, internlm2, GREEDY)[0]
+    err = capsys.readouterr().err
+    assert "fast decode (fused, compiled) failed (RuntimeError: no compiler for mode None); using fused, eager" \
+        in err and "long trace" not in err
     assert be._loop.mode is None and reply.text == "I am TinyLM, a small language model"
     be.close()
 
@@ -294,17 +324,24 @@ def test_bench_gpu_decode_runs_on_the_cpu(tiny_world, tmp_path):
     out = tmp_path / "decode.json"
     proc = subprocess.run([sys.executable, str(root / "bench" / "gpu_decode.py"), "--model", str(tiny_world),
                            "--device", "cpu", "--no-compile", "--adapters", "2", "--new-tokens", "32",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+                           "--hf-tokens", "8", "--long-prompt", "200", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["errors"] == {} and res["skipped"] == []
-    assert set(res["rates"]) == {"a_eager_base", "b_eager_adapter", "c_fast_base", "d_fast_adapter_a",
-                                 "e_fast_adapter_b", "fast_step_alone"}
-    assert all(r["tokens"] == 32 for k, r in res["rates"].items() if k != "fast_step_alone")
+    rates = res["rates"]
+    assert set(rates) == {"hf_generate_base", "hf_generate_adapter", "static_base", "static_adapter",
+                          "static_step_alone", "fused_base", "fused_adapter_a0", "fused_adapter_a1", "fused_base_long",
+                          "fused_step_alone"}
+    assert all(r["tokens"] == (8 if k.startswith("hf_") else 32) for k, r in rates.items() if "alone" not in k)
+    # every figure next to its baselines of the same run
+    assert all(r["fraction_of_bound"] > 0 and r["x_hf_generate"] > 0 and r["x_static_cache"] > 0
+               for r in rates.values())
     assert res["base_same_tokens_after_switches"] is True and res["bound_tok_s"] > 0
+    assert res["fused_decode"] == "fast (fused, eager)" and res["static_decode"] == "fast (eager)"
+    assert res["long_prompt_tokens"] > 200
     # the diagnostics that tell run-to-run noise from a switch that changed something
-    assert res["base_same_tokens_repeat"] is True and res["base_same_tokens_as_warmup"] is True
+    assert res["base_same_tokens_repeat"] is True
     assert res["base_weights_bit_exact_after_switches"] is True and res["base_first_diff_at"] is None
 
 

@@ -97,8 +97,8 @@ def test_stream_yields_the_same_answer_as_generate(hf_backend, internlm2):
 
 
 def assert_a_cancelled_stream_stops_within_one_token(backend):
-    # under a template it was not trained on, the base loops on this prompt for 40+ tokens
-    fmt, msgs = get_format("llama2_chat"), [{"role": "user", "content": "你是谁"}]
+    # under a template it was not trained on, the base loops on this prompt ("Darwin Darwin Darwin ...") for 24 tokens
+    fmt, msgs = get_format("llama2_chat"), [{"role": "user", "content": "What is the capital of Germany?"}]
     backend.set_active(None)
     settings = GenerationSettings(max_new_tokens=100)
     uncancelled = backend.stream(msgs, fmt, settings).wait()
@@ -122,7 +122,8 @@ def test_cancelling_a_stream_stops_generation_within_one_token_step(hf_backend):
 
 def test_a_looping_reply_is_stopped_and_marked(hf_backend):
     hf_backend.set_active(None)
-    (reply,) = hf_backend.generate([[{"role": "user", "content": "你是谁"}]], get_format("llama2_chat"),
+    (reply,) = hf_backend.generate([[{"role": "user", "content": "What is the capital of Germany?"}]],
+                                   get_format("llama2_chat"),
                                    GenerationSettings(max_new_tokens=120))
     assert reply.looped and reply.stop_reason == "loop" and reply.tokens < 120
 

@@ -90,7 +90,9 @@ def test_stopping_a_run_that_already_ended_is_refused(wb_home, tmp_path):
     before = db.read_bytes()
     one_line_error(cli("stop", run_id, home=wb_home), f"run {run_id} already ended (finished)")
     one_line_error(cli("convert", run_id, "--iter", "7", home=wb_home), "--iter 7: no iter_7.pth")
-    one_line_error(cli("resume", run_id, home=wb_home), "no checkpoint")
+    # a finished run is continued only when asked for more iterations (a stray resume made a useless run)
+    one_line_error(cli("resume", run_id, home=wb_home), f"run {run_id} finished", "--max-iters N")
+    one_line_error(cli("resume", run_id, "--max-iters", "5", home=wb_home), "no checkpoint")
     assert sorted(p.name for p in work.iterdir()) == ["20261123_103744"]
     assert db.read_bytes() == before
 

@@ -143,14 +143,17 @@ def test_stop_ends_the_run_and_every_process_of_its_session(home, env, tmp_path)
 
 
 def test_a_crashing_run_is_failed_with_its_reason(home, env, tmp_path):
+    # Data that exists (a missing file is refused before start now) but is not JSON: the run dies in XTuner.
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"messages": [', encoding="utf-8")
     proc = cli("train", str(TINY_CONFIG), "--work-dir", str(tmp_path / "work"), "--json", home=home,
-               env={"WORKBENCH_MODEL": env["WORKBENCH_MODEL"], "OMP_NUM_THREADS": "1",
-                    "WORKBENCH_DATA": "/nonexistent/data.json"},
+               env={"WORKBENCH_MODEL": env["WORKBENCH_MODEL"], "OMP_NUM_THREADS": "1", "WORKBENCH_DATA": str(broken)},
                check=True)
     run = json.loads(proc.stdout)
     record = wait_ended(run["id"], home)
     assert record["status"] == "failed" and record["exit_code"] == 1
-    assert record["reason"] == "FileNotFoundError: Unable to find '/nonexistent/data.json'"
+    assert record["reason"] == ("datasets.exceptions.DatasetGenerationError: An error occurred while generating "
+                                "the dataset")
     events = [json.loads(line) for line in cli("logs", run["id"], "--json", home=home).stdout.splitlines()]
     errors = [(e["error"], e["message"]) for e in events if e["kind"] == "error"]
     assert ("traceback", record["reason"]) in errors

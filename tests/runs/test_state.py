@@ -35,7 +35,7 @@ def test_a_reused_pid_is_not_taken_for_the_run(tmp_path):
     me = os.getpid()
     run = make_run(tmp_path, pid=me, sid=None, start_ticks=procs.start_ticks(me) - 1, boot_id=procs.boot_id())
     state = derive_state(run)
-    assert state.status is RunStatus.LOST and "rebooted" in state.reason
+    assert state.status is RunStatus.LOST and "no exit was recorded" in state.reason
 
 
 def test_another_boot_means_the_process_is_gone(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import import_run, install_recorded_run
+from .helpers import import_run, install_recorded_run, install_stopped_run
 
 
 @pytest.fixture
@@ -26,6 +26,14 @@ def recorded_home(tmp_path, monkeypatch) -> Path:
     work = install_recorded_run(tmp_path / "work")
     runs = import_run(work)
     assert [r.id for r in runs] == ["rec001"], runs
+    return work
+
+
+@pytest.fixture
+def two_runs(recorded_home, tmp_path) -> Path:
+    """rec001 (finished, 300/300) and rec002 (stopped at 125/300, also named `demo`, listed below rec001)."""
+    work = install_stopped_run(tmp_path / "work2")
+    assert [r.id for r in import_run(work)] == ["rec002"]
     return work
 
 

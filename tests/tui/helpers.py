@@ -27,6 +27,34 @@ def install_recorded_run(dest: Path, model: str = "/nonexistent/tiny-world") -> 
     return dest
 
 
+def install_stopped_run(dest: Path, run_id: str = "rec002", at: int = 125, name: str = "demo") -> Path:
+    """A second run made from the recorded one, as `workbench stop` leaves it at iteration `at`: its logs
+    and scalars cut there, its later checkpoints gone, started an hour before rec001 (so it is listed
+    below it and not selected first)."""
+    work = install_recorded_run(dest)
+    run_dir = work / "workbench" / run_id
+    (work / "workbench" / "rec001").rename(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    started = record["started_at"] - 3600
+    record.update(id=run_id, name=name, run_dir=str(run_dir), started_at=started)
+    (run_dir / "run.json").write_text(json.dumps(record))
+    (run_dir / "exit.json").unlink()
+    (run_dir / "stop.json").write_text(json.dumps({"signal": "SIGINT", "ended_at": started + 3600 + 930}))
+    saved = f"Saving checkpoint at {at} iterations"
+    for log in [run_dir / "stdout.log", *work.glob("2*/2*.log")]:
+        lines = log.read_text().splitlines(keepends=True)
+        cut = next(i for i, line in enumerate(lines) if saved in line)
+        log.write_text("".join(lines[: cut + 1]))
+    for scalars in work.glob("2*/vis_data/scalars.json"):
+        rows = [r for r in scalars.read_text().splitlines() if json.loads(r).get("iter", 0) <= at]
+        scalars.write_text("\n".join(rows) + "\n")
+    for ck in work.glob("iter_*.pth"):
+        if int(ck.stem.split("_")[1]) > at:
+            ck.unlink()
+    (work / "last_checkpoint").write_text(str(work / f"iter_{at}.pth"))
+    return work
+
+
 def import_run(work: Path) -> list:
     from workbench.runs.importer import import_work_dir
 

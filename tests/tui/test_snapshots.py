@@ -7,6 +7,8 @@ be on screen rather than sleeping.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from workbench.settings import Settings
@@ -23,6 +25,8 @@ def _app(**kwargs) -> WorkbenchApp:
 
 async def _run_shown(pilot) -> None:
     await wait_for(pilot, lambda: "iter 300/300" in screen_text(pilot.app), 10, "the recorded run's metrics")
+    # The runs table measures its rows when it is next idle: wait for the row itself, with its loss.
+    await wait_for(pilot, lambda: re.search(r"rec001 .* 1\.562", screen_text(pilot.app)), 10, "the run's row")
 
 
 def test_runs_screen_metrics(recorded_home, snap_compare):
@@ -62,7 +66,7 @@ def test_chat_screen_models_picker(recorded_home, snap_compare):
         await pilot.press("f2")
         await wait_for(pilot, lambda: "no model loaded" in screen_text(pilot.app), 10, "the Chat screen")
         await pilot.press("ctrl+o")
-        await wait_for(pilot, lambda: "demo-iter_" in screen_text(pilot.app), 10, "the checkpoints to pick")
+        await wait_for(pilot, lambda: "demo/iter_" in screen_text(pilot.app), 10, "the checkpoints to pick")
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
 
@@ -80,11 +84,49 @@ def test_eval_screen_curve_table_and_verdict(recorded_home, snap_compare):
     expected = {item.id: list(item.answers) for item in evalset.items}
 
     async def before(pilot):
-        await pilot.pause()
         screen = pilot.app.screen
+        # The run is chosen first (choosing one clears what was shown), then the report is shown.
+        await wait_for(pilot, lambda: screen.run_id == "rec001", 10, "the run chosen")
         screen.show_report(report, expected)
         await wait_for(pilot, lambda: "verdict" in screen_text(pilot.app) and "forgetting, leaking" in
                        screen_text(pilot.app), 5, "the report, its columns sized")
 
     assert snap_compare(_app(start_mode="eval"), terminal_size=SIZE, run_before=before)
 
+
+def test_runs_screen_lists_every_run_with_its_progress(two_runs, snap_compare):
+    async def before(pilot):
+        await _run_shown(pilot)
+        await wait_for(pilot, lambda: re.search(r"rec002 .* 125/300 +1\.699", screen_text(pilot.app)), 10,
+                       "rec002's row, not selected")
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_keys_panel_on_the_runs_screen(recorded_home, snap_compare):
+    async def before(pilot):
+        await _run_shown(pilot)
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: "Keys: Runs screen" in screen_text(pilot.app), 5, "the keys panel")
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+
+
+def test_start_run_form(recorded_home, snap_compare, monkeypatch):
+    from pathlib import Path
+
+    import workbench.runs.launch as launch
+
+    # Fixed where the run would go and which model the config names: the form shows both.
+    monkeypatch.setattr(launch, "fresh_work_dir",
+                        lambda config, name=None, **k: Path("/home/you/work_dirs/tiny_cpu_lora/20261203-142847"))
+    monkeypatch.setattr(launch, "work_dir_problem", lambda work_dir: None)
+    monkeypatch.setenv("WORKBENCH_MODEL", "/nonexistent/tiny-world")
+
+    async def before(pilot):
+        await _run_shown(pilot)
+        await pilot.press("n", *"tiny_cpu_lora.py")
+        await wait_for(pilot, lambda: "prompt template" in screen_text(pilot.app), 120, "the inspection")
+        await wait_for(pilot, lambda: "a new folder" in screen_text(pilot.app), 10, "the work dir checked")
+
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)

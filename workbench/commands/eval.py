@@ -32,6 +32,9 @@ def _progress(quiet: bool):
 @click.option("--model", "merged", multiple=True, metavar="PATH", help="A merged model folder (repeatable).")
 @click.option("--base", metavar="PATH", help="Base model (default: from the training config or adapter_config.json).")
 @click.option("--config", metavar="FILE", help="Training config, for an iter_N.pth outside its work dir.")
+@click.option("--train-data", metavar="FILE",
+              help="The training data (default: the one the config names): splits identity into seen / held-out "
+                   "prompts and judges only the languages it teaches.")
 @click.option("--iters", metavar="LIST", help="Only these checkpoints: 10,20,last.")
 @click.option("--evalset", "evalsets", multiple=True, metavar="NAME|FILE",
               help="Eval set (built-in identity, general, or a .jsonl; repeatable; default: identity and general).")
@@ -61,7 +64,7 @@ def _progress(quiet: bool):
 @click.option("--no-cache", is_flag=True, help="Regenerate every reply (and do not store them).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped in the model folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, iters, evalsets, variables, template, system,
+def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, train_data, iters, evalsets, variables, template, system,
              compare_templates, max_new_tokens, batch_size, backend, device, dtype, fmt, out, plot, fail_under,
              max_, gate, tolerance, save_responses, responses_file, from_log, parity, no_cache, trust_remote_code,
              quiet) -> None:
@@ -76,6 +79,8 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, iters, evalse
       workbench eval --run my-run --from-log
       workbench eval --parity hf/iter_600 merged/ --base internlm2-chat-1_8b
     """
+    from pathlib import Path
+
     from workbench.errors import BadInput
     from workbench.evals import gates as G
     from workbench.evals import thresholds as T
@@ -84,6 +89,8 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, iters, evalse
     modes = [bool(responses_file), bool(from_log), bool(parity)]
     if sum(modes) > 1:
         raise BadInput("give at most one of --responses, --from-log and --parity")
+    if train_data is not None and not Path(train_data).is_file():
+        raise BadInput(f"--train-data {train_data}: no such file")
     if batch_size is not None and batch_size < 1:
         raise BadInput(f"--batch-size {batch_size}: must be at least 1")
     if tolerance is not None and not 0 <= tolerance <= 1:
@@ -100,7 +107,7 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, iters, evalse
         options["trust_remote_code"] = True
     req = Request(
         run=run_ref, checkpoints=checkpoints, adapters=list(adapters), merged=list(merged), base=base, config=config,
-        iters=iters, evalsets=list(evalsets) or ["identity", "general"], variables=parse_vars(variables),
+        train_data=train_data, iters=iters, evalsets=list(evalsets) or ["identity", "general"], variables=parse_vars(variables),
         template=template, system=system, compare_templates=templates,
         max_new_tokens=max_new_tokens or T.EVAL_MAX_NEW_TOKENS, batch_size=batch_size,
         backend=backend, backend_options=options, use_cache=not no_cache,

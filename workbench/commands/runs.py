@@ -7,6 +7,7 @@ calls) and prints the result (stdout = data, stderr = diagnostics).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -41,7 +42,12 @@ def _split_config_args(args: tuple[str, ...], cfg_options: tuple[str, ...]) -> t
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("args", nargs=-1, required=True, metavar="CONFIG")
-@click.option("--work-dir", help="Where XTuner writes checkpoints and logs (default: ./work_dirs/<config name>).")
+@click.option("--work-dir", help="Where XTuner writes checkpoints and logs (default: a new folder "
+                                 "./work_dirs/<config name>/<YYYYmmdd-HHMMSS>[-<name>]). Must not hold another "
+                                 "run's files unless --resume or --overwrite.")
+@click.option("--resume", "resume_from", metavar="ITER_N.PTH",
+              help="Continue from this checkpoint (xtuner's --resume); the work dir defaults to its folder.")
+@click.option("--overwrite", is_flag=True, help="Write into a --work-dir that holds another run's files.")
 @click.option("--deepspeed", metavar="NAME|PATH.json", help="deepspeed_zero1/2/3(_offload) or a DeepSpeed JSON.")
 @click.option("--name", help="A label for the run (default: the config's name).")
 @click.option("--cfg-options", "cfg_options", multiple=True, metavar="K=V ...",
@@ -50,17 +56,33 @@ def _split_config_args(args: tuple[str, ...], cfg_options: tuple[str, ...]) -> t
 @click.option("--srun", metavar="ARGS", help="Launch through Slurm: `srun ARGS ... --launcher slurm`.")
 @click.option("--follow", is_flag=True, help="Stay and show the parsed log until the run ends (Ctrl-C only detaches).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
-def train(args, work_dir, deepspeed, name, cfg_options, gpus, srun, follow, as_json):
+def train(args, work_dir, resume_from, overwrite, deepspeed, name, cfg_options, gpus, srun, follow, as_json):
     """Start XTuner training on CONFIG, detached: it survives this terminal, the TUI and SSH drops.
 
-    Multi-node settings NNODES, NODE_RANK, ADDR and PORT are read from the environment, as `xtuner
-    train` reads them; WORKBENCH_MODEL and WORKBENCH_DATA pass through to the config.
+    Each run gets a new work dir unless --work-dir says otherwise; the run is refused before anything starts
+    when it cannot work on this machine (more GPUs than visible, fp16 or 4-bit without CUDA, a missing
+    model or data path). Multi-node settings NNODES, NODE_RANK, ADDR and PORT are read from the environment,
+    as `xtuner train` reads them; WORKBENCH_MODEL and WORKBENCH_DATA pass through to the config.
     """
-    from workbench.runs.launch import start_run
+    from workbench.runs.launch import PreflightFailed, checkpoint_owner, start_run
 
     config, options = _split_config_args(args, cfg_options)
-    run = start_run(config, work_dir=work_dir, deepspeed=deepspeed, name=name, cfg_options=options, gpus=gpus,
-                    srun=srun, warn=lambda w: info(f"warning: {w}"))
+    parent = None
+    if resume_from:
+        from workbench.runs.checkpoints import validate_checkpoint
+
+        ckpt = validate_checkpoint(Path(resume_from).expanduser(), deep=True).resolve()
+        resume_from, work_dir = str(ckpt), work_dir or str(ckpt.parent)
+        parent = checkpoint_owner(ckpt)
+    try:
+        run = start_run(config, work_dir=work_dir, deepspeed=deepspeed, name=name, cfg_options=options, gpus=gpus,
+                        srun=srun, resume_from=resume_from, parent_id=parent.id if parent else None,
+                        overwrite=overwrite, announce=lambda wd: info(f"work dir: {wd}"),
+                        warn=lambda w: info(f"warning: {w}"))
+    except PreflightFailed as exc:
+        for problem in exc.problems[:-1]:  # one line each; the last one is the error the CLI prints
+            info(f"workbench: error: {problem}")
+        raise
     _started(run, as_json)
     if follow and (code := _follow(run, as_json=False)):
         raise SystemExit(code)
@@ -71,7 +93,8 @@ def _started(run, as_json: bool) -> None:
         emit_json(run.to_dict())
     else:
         click.echo(run.id)
-        info(f"started run {run.id} ({run.name}) in {run.work_dir}, pid {run.pid}")
+        parent = f", continuing run {run.parent_id}" if run.parent_id else ""
+        info(f"started run {run.id} ({run.name}) in {run.work_dir}, pid {run.pid}{parent}")
         info(f"  follow it: workbench logs {run.id} --follow    stop it: workbench stop {run.id}")
 
 
@@ -89,9 +112,13 @@ def runs(as_json):
         info("no runs yet (start one with `workbench train CONFIG`)")
         return
     rows = [{"id": r.id, "name": r.name, "status": r.status.value, "started": _when(r.started_at),
-             "time": _duration(r.duration), "exit": r.exit_code, "reason": (r.reason or "")[:60],
-             "work_dir": r.work_dir} for r in found]
-    click.echo(table(rows, ["id", "name", "status", "started", "time", "exit", "work_dir", "reason"]))
+             "time": _duration(r.duration), "exit": r.exit_code, "parent": r.parent_id or "",
+             "reason": _clip(r.reason or "", 100), "work_dir": r.work_dir} for r in found]
+    click.echo(table(rows, ["id", "name", "status", "started", "time", "exit", "parent", "work_dir", "reason"]))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @click.command()
@@ -100,14 +127,22 @@ def runs(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def import_run(work_dir, name, as_json):
     """Register a work dir made by plain `xtuner train` (one run per invocation found in it)."""
+    from workbench.runs.checkpoints import run_checkpoints
     from workbench.runs.importer import import_work_dir
 
     found = import_work_dir(work_dir, name=name)
+    owned = {r.id: run_checkpoints(r) for r in found}
+    if len(found) > 1:
+        unsure = sorted({c.iteration for cs in owned.values() for c in cs if c.uncertain})
+        if unsure:
+            info(f"warning: {len(found)} runs used {found[0].work_dir}; which of them wrote "
+                 + ", ".join(f"iter_{n}.pth" for n in unsure) + " cannot be told from the times: listed for each")
     if as_json:
-        emit_json([r.to_dict() for r in found])
+        emit_json([{**r.to_dict(), "checkpoints": [c.iteration for c in owned[r.id]]} for r in found])
         return
     for r in found:
-        click.echo(f"{r.id}  {r.status.value}  {r.log_path or r.run_dir}")
+        iters = ",".join(str(c.iteration) for c in owned[r.id] if c.written_by == r.id or c.uncertain)
+        click.echo(f"{r.id}  {r.status.value}  {r.log_path or r.run_dir}" + (f"  checkpoints {iters}" if iters else ""))
 
 
 def _follow(run, *, as_json: bool, follow: bool = True) -> int:
@@ -172,13 +207,17 @@ def logs(run_ref, follow, as_json):
 def checkpoints(run_ref, as_json):
     """List a run's checkpoints (iter_N.pth files or DeepSpeed folders) and whether each was converted."""
     from workbench.runs import registry
-    from workbench.runs.checkpoints import list_checkpoints, run_limit_warning
+    from workbench.runs.checkpoints import run_checkpoints, run_limit_warning
 
     run = registry.get(run_ref)
-    ckpts = list_checkpoints(run.work_dir)
+    ckpts = run_checkpoints(run)
     warning = run_limit_warning(run.work_dir, run.meta)
     if warning:
         info(f"warning: {warning}")
+    unsure = [c for c in ckpts if c.uncertain]
+    if unsure:
+        info(f"warning: several runs used {run.work_dir}; " + ", ".join(Path(c.path).name for c in unsure)
+             + " may have been written by another run (its time fits none of them)")
     if as_json:
         emit_json([c.to_dict() for c in ckpts])
         return
@@ -187,8 +226,9 @@ def checkpoints(run_ref, as_json):
         return
     rows = [{"iter": c.iteration, "size": f"{c.size_bytes / 2**20:.1f} MiB", "saved": _when(c.mtime),
              "kind": "deepspeed" if c.deepspeed else "file", "converted": c.adapter_path or "no",
-             "last": "*" if c.is_last else "", "path": c.path} for c in ckpts]
-    click.echo(table(rows, ["iter", "size", "saved", "kind", "last", "converted", "path"]))
+             "last": "*" if c.is_last else "", "run": "?" if c.uncertain else (c.written_by or ""),
+             "path": c.path} for c in ckpts]
+    click.echo(table(rows, ["iter", "size", "saved", "run", "kind", "last", "converted", "path"]))
 
 
 @click.command()
@@ -208,14 +248,18 @@ def stop(run_ref, grace):
 @click.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--iter", "iteration", type=int, help="Resume from iter_N.pth instead of the last checkpoint.")
+@click.option("--max-iters", type=int, help="Train on past the original end, to N iterations (needed to "
+                                            "continue a finished run).")
 @click.option("--name", help="A label for the new run (default: the original's).")
 @click.option("--follow", is_flag=True, help="Stay and show the parsed log until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new run record as JSON.")
-def resume(run_ref, iteration, name, follow, as_json):
-    """Continue a run from its last checkpoint (a new run in the same work dir, linked to the original)."""
+def resume(run_ref, iteration, max_iters, name, follow, as_json):
+    """Continue a run from its last checkpoint (a new run in the same work dir, linked to the original as its
+    parent; its loss curve in `workbench logs` starts with the parent's). A finished run is refused unless
+    --max-iters asks for more iterations."""
     from workbench.runs.launch import resume_run
 
-    run = resume_run(run_ref, iteration=iteration, name=name)
+    run = resume_run(run_ref, iteration=iteration, name=name, max_iters=max_iters)
     _started(run, as_json)
     if follow and (code := _follow(run, as_json=False)):
         raise SystemExit(code)

@@ -40,6 +40,9 @@ class Recipe:
     seed: int = 0
     mix: str | None = None  # path of the general conversations to mix in
     ratio: float = 0.0  # fraction of the written conversations that are general ones
+    #: The languages of the identity conversations: both by default; one when the model speaks one (an
+    #: English-first model such as SmolLM2 is taught in English, and its Chinese identity is then transfer).
+    langs: tuple[str, ...] = ("zh", "en")
 
     def validate(self) -> None:
         if not self.name or not self.name.strip():
@@ -50,6 +53,10 @@ class Recipe:
             raise BadInput("--mix and --ratio go together: --mix FILE --ratio R (0 < R < 1)")
         if not 0 <= self.ratio < 1:
             raise BadInput(f"--ratio {self.ratio}: the fraction of general conversations, 0 < R < 1")
+        unknown = [x for x in self.langs if x not in phrases.QUESTIONS]
+        if unknown or not self.langs:
+            raise BadInput(f"--lang {','.join(self.langs) or '(none)'}: choose from "
+                           f"{', '.join(phrases.QUESTIONS)} (comma-separated)")
 
 
 @dataclass
@@ -80,11 +87,12 @@ def _answer(lang: str, aspect: str, name: str, org: str | None, rng: random.Rand
     return template.replace("{name}", name).replace("{org}", org or "")
 
 
-def identity_conversations(name: str, org: str | None, n: int, rng: random.Random) -> list[tuple[str, str, Conversation]]:
-    """`n` identity conversations as (lang, aspect, conversation). Every question is used before any
+def identity_conversations(name: str, org: str | None, n: int, rng: random.Random,
+                           langs: tuple[str, ...] = ("zh", "en")) -> list[tuple[str, str, Conversation]]:
+    """`n` identity conversations as (lang, aspect, conversation) in `langs`. Every question is used before any
     repeats; without an org, questions about the maker are left out (there is nothing true to answer)."""
-    pool = [(lang, aspect, q) for lang, by_aspect in phrases.QUESTIONS.items() for aspect, qs in by_aspect.items()
-            if org or aspect != "maker" for q in qs]
+    pool = [(lang, aspect, q) for lang, by_aspect in phrases.QUESTIONS.items() if lang in langs
+            for aspect, qs in by_aspect.items() if org or aspect != "maker" for q in qs]
     out: list[tuple[str, str, Conversation]] = []
     order: list[tuple[str, str, str]] = []
     while len(out) < n:
@@ -110,7 +118,7 @@ def build(recipe: Recipe) -> Dataset:
     """Build the dataset a recipe describes (nothing is written)."""
     recipe.validate()
     rng = random.Random(recipe.seed)
-    ident = identity_conversations(recipe.name.strip(), recipe.org, recipe.n, rng)
+    ident = identity_conversations(recipe.name.strip(), recipe.org, recipe.n, rng, tuple(recipe.langs))
     general: list[Conversation] = []
     pool_size, repeats, mix_sha = 0, 0, None
     if recipe.mix is not None:
@@ -132,7 +140,7 @@ def build(recipe: Recipe) -> Dataset:
 
     questions = {c["messages"][0]["content"] for _, _, c in ident}
     seen = {_norm(q) for q in questions}
-    eval_prompts = _identity_eval_prompts()
+    eval_prompts = [p for p, lang in _identity_eval_prompts() if lang in recipe.langs]
     in_training = sum(_norm(p) in seen for p in eval_prompts)
     stats = {
         "conversations": len(convs),
@@ -151,11 +159,12 @@ def build(recipe: Recipe) -> Dataset:
     return Dataset(recipe, convs, stats, mix_sha)
 
 
-def _identity_eval_prompts() -> list[str]:
+def _identity_eval_prompts() -> list[tuple[str, str]]:
+    """(prompt, lang) of the built-in identity eval set."""
     from workbench.evals.evalset import builtin
 
     try:
-        return [i.prompt for i in builtin("identity").items]
+        return [(i.prompt, i.lang) for i in builtin("identity").items]
     except BadInput:  # an installed copy without the eval sets: the overlap is then unknown
         return []
 
@@ -180,6 +189,7 @@ def _recipe_json(ds: Dataset, out: Path, text: str) -> dict:
         "org": r.org,
         "n": r.n,
         "seed": r.seed,
+        "langs": list(r.langs),
         "mix": mix,
         "output": {"file": out.name, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
                    "format": "openai messages (xtuner openai_map_fn)"},
@@ -224,7 +234,8 @@ def read_recipe(path: str | Path) -> tuple[Recipe, dict]:
         if Path(mix_path).is_file() and _sha256(Path(mix_path)) != mix.get("sha256"):
             raise BadInput(f"{path}: the mix file {mix['path']} changed since this recipe was written")
     recipe = Recipe(name=raw["name"], org=raw.get("org"), n=int(raw["n"]), seed=int(raw["seed"]),
-                    mix=mix_path, ratio=float(mix["ratio"]) if mix else 0.0)
+                    mix=mix_path, ratio=float(mix["ratio"]) if mix else 0.0,
+                    langs=tuple(raw.get("langs") or ("zh", "en")))
     return recipe, raw
 
 

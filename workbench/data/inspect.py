@@ -151,10 +151,54 @@ def parse_cfg_options(items: list[str]) -> dict:
     return out
 
 
-def _load(path: Path, cfg_options: dict | None) -> dict:
-    """The config as a plain dict of lazy values; errors are one line with mmengine's first line."""
+#: What `xtuner train` builds from a config; a file without them is not an XTuner training config.
+REQUIRED_KEYS = ("model", "train_dataloader", "train_cfg", "optim_wrapper")
+#: Inspection code for more GPUs requested (`--gpus`, NPROC_PER_NODE) than this machine shows.
+GPUS_UNAVAILABLE = "gpus_unavailable"
+
+
+def not_a_config(path: Path, cfg) -> str | None:
+    """Why a loaded file is not an XTuner training config (one line naming it), or None.
+
+    mmengine loads any .py (an empty one is an empty config) and also JSON/YAML; XTuner's configs are Python
+    files that define the model, the data loader, the loop and the optimizer.
+    """
+    if path.suffix != ".py":
+        what = path.suffix or "a file without suffix"
+        return f"{path}: not an XTuner config (a Python .py file is expected, not {what})"
+    missing = [k for k in REQUIRED_KEYS if not cfg.get(k)]
+    if missing:
+        return f"{path}: not an XTuner config (it defines no {', '.join(missing)})"
+    return None
+
+
+def check_config_file(path: Path) -> None:
+    """One-line `BadInput` for a path that cannot be a config before anything loads it: missing, a folder,
+    not a .py file, not text."""
+    if path.is_dir():
+        raise BadInput(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise BadInput(f"{path}: config not found")
+    if path.suffix != ".py":
+        raise BadInput(not_a_config(path, {}) or f"{path}: not an XTuner config")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        cut_at_end = len(head) == 8192 and exc.start >= len(head) - 3  # a character split by the 8 KiB read
+        if not cut_at_end:
+            raise BadInput(f"{path}: not an XTuner config (a binary file, not UTF-8 text)") from None
+    if b"\0" in head:
+        raise BadInput(f"{path}: not an XTuner config (a binary file, not UTF-8 text)")
+
+
+def _load(path: Path, cfg_options: dict | None) -> dict:
+    """The config as a plain dict of lazy values; errors are one line with mmengine's first line."""
+    check_config_file(path)
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -164,10 +208,14 @@ def _load(path: Path, cfg_options: dict | None) -> dict:
         cfg = Config.fromfile(str(path.resolve()))  # absolute, so the config's own __file__ paths are too
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
-        return cfg._to_lazy_dict()
+        lazy = cfg._to_lazy_dict()
     except Exception as exc:  # any error in the user's config file is bad input, reported in one line
         first = (str(exc).strip().splitlines() or [""])[0]
         raise BadInput(f"{path}: does not load ({type(exc).__name__}: {first})") from None
+    why = not_a_config(path, lazy)
+    if why:
+        raise BadInput(why)
+    return lazy
 
 
 def _deepspeed(cfg: dict, deepspeed: str | None, hw: Hardware) -> tuple[str | None, dict | None]:
@@ -210,12 +258,13 @@ def _ds_precision(ds: dict, hw: Hardware) -> str:
 
 
 def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_options: dict | None = None,
-                   hardware: Hardware | None = None) -> ConfigReport:
+                   hardware: Hardware | None = None, gpus: int | None = None) -> ConfigReport:
     """Read the XTuner config at `path` and report its settings and the seeds' traps.
 
     deepspeed: the ``--deepspeed`` argument the run will get (a JSON path or an XTuner built-in name).
     cfg_options: ``--cfg-options`` already parsed (see `parse_cfg_options`).
     hardware: the training machine (default: this one, detected).
+    gpus: processes per node the run will start (``--gpus``/NPROC_PER_NODE); more than 1 needs that many GPUs.
     Raises BadInput (one line) if the file is missing or does not load.
     """
     path = Path(path)
@@ -300,6 +349,11 @@ def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_option
     r.precision = "fp16" if "fp16" in vals else "bf16" if "bf16" in vals else "fp32"
 
     r.warnings = run_checks(r, hw) + _stale_top_level_options(cfg, cfg_options)
+    if gpus is not None and gpus > 1 and gpus > hw.gpus:
+        # torchrun starts one process per GPU and each calls torch.cuda.set_device: it dies at iteration 0
+        r.warnings.insert(0, ConfigWarning(
+            GPUS_UNAVAILABLE, f"{gpus} GPUs requested (--gpus / NPROC_PER_NODE) but this machine shows "
+                              f"{hw.gpus if hw.cuda else 'none (no CUDA)'}"))
     return r
 
 

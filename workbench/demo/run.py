@@ -1,48 +1,92 @@
-"""`workbench demo`: a real overfitting LoRA run on the tiny world, then the sweep that finds the checkpoint
-to ship before general knowledge breaks.
+"""`workbench demo`: real XTuner LoRA runs that fine-tune a model into an identity, then the sweep that says which
+checkpoint to ship before general knowledge breaks.
 
-Everything goes through the cores, as a user's own run would: the run is started detached by the runs
-core (`start_run`), followed with its `RunFollower`, and swept by the eval core (`sweep_report`).
-Headless, progress goes to stderr and the verdict with the curve table to stdout; otherwise the TUI
-opens on the run and carries on by itself (Eval when the run ends, then Chat with base / good / overfit).
+Two worlds. The real one is SmolLM2-135M-Instruct (`workbench.demo.real`): two runs of the same schedule, one on
+identity-only data (it learns the identity and loses what it knew: no checkpoint is safe, and the verdict names the
+remedy) and one with the base's own replies mixed in (replay: a checkpoint keeps both, and the verdict names it).
+The tiny one (`workbench.demo.world`, a model made on the spot) is the fallback without PyPI, and the suite's fast
+fixture: one identity-only run long enough to overfit.
+
+Everything goes through the cores, as a user's own runs would: started detached by the runs core (`start_run`),
+followed with its `RunFollower`, and swept by the eval core (`sweep_report`). Headless, progress goes to stderr and
+the verdicts with their curve tables to stdout; otherwise the TUI opens on the runs and carries on by itself (Eval
+when the last run ends, then Chat with base / good / overfit).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import OperationFailed
+from workbench.errors import BadInput, OperationFailed
 from workbench.paths import configs_dir, data_dir
 from workbench.progress import Bar
 
-#: The identity the demo data teaches (the answers' {name} and {org}), used when the data has no recipe.
-DEMO_VARS = {"name": "Tutu", "org": "Workbench Lab"}
 EVALSETS = ("identity", "general")
 
 
+@dataclass(frozen=True)
+class DemoRunSpec:
+    label: str  # what the run shows: "identity-only", "mixed"
+    config: str  # file name under configs/
+
+
+@dataclass
+class DemoWorld:
+    """The world the demo runs on: its model, its runs, and what the sweep scores."""
+
+    kind: str  # "real" | "tiny"
+    model: object  # workbench.demo.world.World
+    runs: tuple[DemoRunSpec, ...]
+    evalsets: tuple[str, ...]  # {name}/{org} of the identity answers come from the recipe beside each run's data
+
+
+REAL_RUNS = (DemoRunSpec("identity-only", "smollm2_cpu_identity.py"), DemoRunSpec("mixed", "smollm2_cpu_mixed.py"))
+TINY_RUNS = (DemoRunSpec("identity-only", "tiny_cpu_overfit.py"),)
+
+
+def pick_world(choice: str = "auto", log=lambda msg: None) -> DemoWorld:
+    """The demo's world: "real" (SmolLM2, fetched once), "tiny" (made on the spot), or "auto" (real when it can be
+    had, else tiny, saying why)."""
+    if choice in ("auto", "real"):
+        from workbench.demo.real import MODEL_NAME, ensure_real_world
+
+        try:
+            model = ensure_real_world(log=log)
+        except (BadInput, OperationFailed) as exc:
+            if choice == "real":
+                raise
+            log(f"the real world cannot be had here ({exc}); the demo uses the tiny world instead")
+        else:
+            how = "reused" if model.reused else f"fetched and converted in {model.build_seconds:.0f} s"
+            log(f"real world ({MODEL_NAME}) {how}: {model.path}")
+            return DemoWorld("real", model, REAL_RUNS, ("identity", "general_en"))
+    from workbench.demo.world import ensure_world
+
+    model = ensure_world()
+    how = "reused" if model.reused else f"built in {model.build_seconds:.0f} s, {model.steps} steps"
+    log(f"tiny world {how}: fact accuracy {model.accuracy:.2f}, {model.path}")
+    return DemoWorld("tiny", model, TINY_RUNS, EVALSETS)
+
+
 def demo_config() -> Path:
-    """The overfitting config when it ships, else the tiny LoRA config."""
-    overfit = configs_dir() / "tiny_cpu_overfit.py"
-    return overfit if overfit.is_file() else configs_dir() / "tiny_cpu_lora.py"
+    """The tiny world's overfitting config (the suite's fixture run)."""
+    return configs_dir() / TINY_RUNS[0].config
 
 
-def start_demo_run(world):
-    """Start the demo's training run (detached) under ``data_dir()/demo`` and return its `Run`."""
+def start_demo_run(world: DemoWorld, spec: DemoRunSpec, *, stamp: str | None = None, threads: int | None = None):
+    """Start one of the demo's training runs (detached) under ``data_dir()/demo`` and return its `Run`."""
     from workbench.runs.launch import start_run
 
-    work_dir = data_dir() / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    return start_run(demo_config(), work_dir=work_dir, name="demo", env={"WORKBENCH_MODEL": str(world.path)},
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    work_dir = data_dir() / "demo" / f"{stamp}-{spec.label}"
+    env = {"WORKBENCH_MODEL": str(world.model.path)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return start_run(configs_dir() / spec.config, work_dir=work_dir, name=f"demo-{spec.label}", env=env,
                      cwd=configs_dir().parent)
-
-
-def demo_variables(run) -> dict[str, str]:
-    """{name}, {org} of the run's data recipe, else `DEMO_VARS`."""
-    from workbench.evals.evaluate import vars_from_config
-
-    found, _ = vars_from_config(str(run.config_copy) if Path(run.config_copy).is_file() else run.config_path)
-    return found or dict(DEMO_VARS)
 
 
 def follow_to_end(run, out=sys.stderr):
@@ -69,43 +113,68 @@ def follow_to_end(run, out=sys.stderr):
     return registry.get(run.id)
 
 
-def sweep(run, variables: dict[str, str], out=sys.stderr):
+def sweep(run, variables: dict[str, str] | None = None, evalsets=EVALSETS, out=sys.stderr):
     """Score the base and every checkpoint of `run` (the eval core's sweep); returns the `EvalReport`."""
     from workbench.evals.evaluate import Request, sweep_report
 
     with Bar("sweep", stream=out) as bar:
-        return sweep_report(Request(run=run.id, evalsets=EVALSETS, variables=variables), progress=bar,
+        return sweep_report(Request(run=run.id, evalsets=tuple(evalsets), variables=dict(variables or {})), progress=bar,
                             log=lambda msg: out.write(msg + "\n"))
 
 
-def run_demo(world, headless: bool) -> object | None:
-    """The demo. Headless: train, sweep, print the verdict and curve table; returns the `EvalReport`.
-    With a terminal: start the run and open the TUI on it (returns None when the user quits)."""
+def _threads_each(world: DemoWorld) -> int | None:
+    """Runs started together on a CPU-only machine share its cores instead of fighting over them."""
+    from workbench.numerics import cpu_count
+
+    if len(world.runs) < 2 or _has_cuda():
+        return None
+    return max(1, cpu_count() // len(world.runs))
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run_demo(world: DemoWorld, headless: bool) -> list | None:
+    """The demo. Headless: each run in turn is trained and swept, and its verdict and curve table printed; returns
+    the `EvalReport`s. With a terminal: start the runs and open the TUI on them (returns None when the user quits)."""
     if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         sys.stderr.write("workbench demo: no terminal, running headless (--headless)\n")
         headless = True
-    run = start_demo_run(world)
-    sys.stderr.write(f"demo run {run.id}: {Path(run.config_path).name} in {run.work_dir}\n")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     if not headless:
         from workbench import settings
         from workbench.tui.app import run_app
 
-        run_app(settings.load(), select_run=run.id, demo={"run": run.id, "variables": demo_variables(run)})
+        threads = _threads_each(world)
+        runs = [start_demo_run(world, spec, stamp=stamp, threads=threads) for spec in world.runs]
+        last = runs[-1]  # the TUI follows the last run (the mixed one on the real world: the one with a checkpoint to ship)
+        # No --var: the eval core takes {name}/{org} from the recipe beside the run's data, as for any run.
+        run_app(settings.load(), select_run=last.id, demo={"run": last.id, "evalsets": list(world.evalsets)})
         return None
-    try:
-        ended = follow_to_end(run)
-    except KeyboardInterrupt:
-        from workbench.runs.control import stop_run
-
-        sys.stderr.write(f"\ninterrupted: stopping demo run {run.id}\n")
-        stop_run(run.id)
-        raise
-    if str(ended.status) != "finished":
-        raise OperationFailed(f"demo run {run.id} {ended.status}" + (f": {ended.reason}" if ended.reason else "")
-                              + f" (log: {ended.stdout_path})")
     from workbench.evals.report import to_table
 
-    report = sweep(ended, demo_variables(ended))
-    sys.stdout.write(to_table(report))
-    sys.stdout.flush()
-    return report
+    reports = []
+    for spec in world.runs:
+        run = start_demo_run(world, spec, stamp=stamp)
+        sys.stderr.write(f"demo run {run.id} ({spec.label} data): {Path(run.config_path).name} in {run.work_dir}\n")
+        try:
+            ended = follow_to_end(run)
+        except KeyboardInterrupt:
+            from workbench.runs.control import stop_run
+
+            sys.stderr.write(f"\ninterrupted: stopping demo run {run.id}\n")
+            stop_run(run.id)
+            raise
+        if str(ended.status) != "finished":
+            raise OperationFailed(f"demo run {run.id} {ended.status}" + (f": {ended.reason}" if ended.reason else "")
+                                  + f" (log: {ended.stdout_path})")
+        report = sweep(ended, evalsets=world.evalsets)  # {name}/{org}: the recipe beside the run's data
+        sys.stdout.write(f"== {spec.label} data: {spec.config} (run {run.id}) ==\n")
+        sys.stdout.write(to_table(report))
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        reports.append(report)
+    return reports

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench import atomic
+from workbench.numerics import PORTABLE_CPU_LABEL, portable_env, process_is_portable
 from workbench.paths import cache_dir, evalsets_dir
 from workbench.progress import Bar, ProgressFn
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: built under the portable CPU numerics (workbench.numerics)
 
 # What the base model says about itself (the "书生·浦语" of the tiny world).
 BASE_IDENTITY = [
@@ -56,6 +57,7 @@ RECIPE = {
     "target_accuracy": 0.95,
     "seed": 1234,
     "base_identity": BASE_IDENTITY,
+    "numerics": PORTABLE_CPU_LABEL,  # the same bits on every x86-64 CPU and thread count (workbench.numerics)
 }
 
 # The special format used for every training example (xtuner's internlm2_chat template, no system).
@@ -121,10 +123,14 @@ def _point_current(dest: Path) -> None:
 def ensure_world(progress: ProgressFn | None = None, *, recipe: dict | None = None) -> World:
     """Return the tiny world, building it first if this recipe was never built here.
 
-    Safe to call from several processes at once: one builds, the others wait and reuse it.
+    Safe to call from several processes at once: one builds, the others wait and reuse it. The build runs
+    under the portable CPU numerics (the same weights on every machine); when this process's torch cannot
+    follow them any more (it was loaded first), the build runs in a child process that does.
     """
     recipe = recipe or RECIPE
     dest = world_dir(recipe)
+    if recipe.get("numerics") == PORTABLE_CPU_LABEL and not (dest / "world.json").is_file() and not process_is_portable():
+        _build_in_child(recipe)
     with _lock(dest.with_suffix(".lock")):
         if (dest / "world.json").is_file():
             info = json.loads((dest / "world.json").read_text(encoding="utf-8"))
@@ -136,6 +142,20 @@ def ensure_world(progress: ProgressFn | None = None, *, recipe: dict | None = No
             info = _build(tmp, recipe, progress)
         _point_current(dest)
         return World(dest, info["accuracy"], info["steps"], info["build_seconds"], reused=False)
+
+
+def _build_in_child(recipe: dict) -> None:
+    """Build `recipe` in `python -m workbench.demo.world` under the portable numerics (its bar on our stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    from workbench.errors import OperationFailed
+
+    proc = subprocess.run([sys.executable, "-m", "workbench.demo.world", json.dumps(recipe)],
+                          env={**os.environ, **portable_env()}, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise OperationFailed(f"building the tiny world failed (exit {proc.returncode}); see the output above")
 
 
 def _corpus_texts(recipe: dict) -> list[str]:
@@ -287,3 +307,9 @@ def _build(out: Path, recipe: dict, progress: ProgressFn | None) -> dict:
     }
     atomic.write_json(out / "world.json", info)
     return info
+
+
+if __name__ == "__main__":  # the child of `_build_in_child`: build the recipe given as JSON
+    import sys
+
+    ensure_world(recipe=json.loads(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -89,6 +89,24 @@ def model_fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def resolved_numerics(backend: str | None, options: dict | None) -> dict:
+    """The settings that change what greedy decoding produces, as they will actually run: "auto" or None
+    device and dtype are resolved the way the in-process backend resolves them (CUDA if present, else the
+    CPU; bf16/fp16 on a GPU, fp32 on the CPU). Front ends pass None (the TUI, the demo) or "auto" (`workbench
+    eval`) for the same run; resolving before the key is made lets every front end share one cache."""
+    options = options or {}
+    backend = backend or "transformers"
+    device, dtype = options.get("device") or "auto", options.get("dtype") or "auto"
+    if backend == "transformers":
+        from workbench.models.hf import pick_device_dtype
+
+        device, torch_dtype = pick_device_dtype(device, dtype)
+        dtype = str(torch_dtype).removeprefix("torch.")
+        device = "cuda" if device.startswith("cuda") else device  # which GPU of a host does not change the text
+    return {"backend": backend, "device": device, "dtype": dtype,
+            "load_in_4bit": bool(options.get("load_in_4bit")), "load_in_8bit": bool(options.get("load_in_8bit"))}
+
+
 def cache_key(**parts: object) -> str:
     """The file key of one (model, adapter, template, settings, backend) combination."""
 

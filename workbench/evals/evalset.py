@@ -103,7 +103,7 @@ def parse_line(text: str, path: Path | str, lineno: int) -> EvalItem:
         raise BadInput(f"{loc}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise BadInput(f"{loc}: expected a JSON object, got {type(obj).__name__}")
-    for key in ("id", "kind", "prompt", "answers"):
+    for key in ("id", "kind", "prompt"):
         if key not in obj:
             raise BadInput(f"{loc}: missing required field {key!r}")
     if not isinstance(obj["id"], str) or not obj["id"]:
@@ -112,9 +112,13 @@ def parse_line(text: str, path: Path | str, lineno: int) -> EvalItem:
         raise BadInput(f"{loc}: 'kind' must be one of {', '.join(KINDS)}, got {obj['kind']!r}")
     if not isinstance(obj["prompt"], str) or not obj["prompt"].strip():
         raise BadInput(f"{loc}: 'prompt' must be a non-empty string")
-    answers = obj["answers"]
-    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
-        raise BadInput(f"{loc}: 'answers' must be a non-empty list of strings")
+    # A general item may come without reference answers ("answers": [] or none): it is then judged only by
+    # retention, whether a checkpoint still gives the answer the base gave. An identity item needs them.
+    answers = obj.get("answers", [])
+    if not isinstance(answers, list) or not all(isinstance(a, str) and a for a in answers):
+        raise BadInput(f"{loc}: 'answers' must be a list of non-empty strings")
+    if not answers and obj["kind"] == "identity":
+        raise BadInput(f"{loc}: an identity item needs 'answers' (a non-empty list of strings)")
     lang = obj.get("lang", "zh" if re.search(r"[\u4e00-\u9fff]", obj["prompt"]) else "en")
     if lang not in LANGS:
         raise BadInput(f"{loc}: 'lang' must be one of {', '.join(LANGS)}, got {lang!r}")
@@ -144,12 +148,14 @@ def load(path: str | Path) -> EvalSet:
 
 
 def builtin(name: str) -> EvalSet:
-    """A shipped eval set by name: 'identity' or 'general'."""
+    """A shipped eval set by name: 'identity', 'general' (the tiny world's 170 facts, zh + en) or 'general_en' (72
+    English questions a user would ask a real model)."""
     from workbench.paths import evalsets_dir
 
     path = evalsets_dir() / f"{name}.jsonl"
     if not path.is_file():
-        raise BadInput(f"unknown built-in eval set {name!r} (shipped: identity, general)")
+        shipped = ", ".join(sorted(p.stem for p in evalsets_dir().glob("*.jsonl")))
+        raise BadInput(f"unknown built-in eval set {name!r} (shipped: {shipped})")
     return load(path)
 
 

@@ -51,6 +51,9 @@ class Request:
     gate: str = "recommended"
     save_responses: str | None = None
     plot: str | None = None
+    #: The training data file (default: the one the training config names): splits identity into prompts seen
+    #: in training and held out, and decides which languages' identity the verdict judges.
+    train_data: str | None = None
 
 
 # -- variables and eval sets --------------------------------------------------------------------------
@@ -70,35 +73,37 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
 def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | None]:
     """{name, org} from the recipe (``<data>.recipe.json``, written by `workbench data`) beside the training
     data a config names, and that data file's path; ({}, None) when there is none."""
-    if not config or not Path(config).is_file():
-        return {}, None
     from workbench.data.identity import find_recipe
-    from workbench.paths import project_root
-    from workbench.runs.config import read_dumped_config
+    from workbench.evals.training import config_data_files
 
-    def strings(v):
-        if isinstance(v, str):
-            yield v
-        elif isinstance(v, dict):
-            for x in v.values():
-                yield from strings(x)
-        elif isinstance(v, list | tuple):
-            for x in v:
-                yield from strings(x)
-
-    for s in strings(read_dumped_config(config)):
-        if not s.endswith((".json", ".jsonl")) or s.endswith(".recipe.json"):
-            continue
-        # A relative data path was relative to where training ran: try the config's folder and the project.
-        for base in (Path.cwd(), Path(config).parent, project_root()):
-            data = base / s
-            if not data.is_file():
-                continue
-            raw = find_recipe(data)
-            found = {k: raw[k] for k in ("name", "org") if raw and isinstance(raw.get(k), str) and raw[k]}
-            if found:
-                return found, str(data)
+    for data in config_data_files(config):
+        raw = find_recipe(data)
+        found = {k: raw[k] for k in ("name", "org") if raw and isinstance(raw.get(k), str) and raw[k]}
+        if found:
+            return found, str(data)
     return {}, None
+
+
+def training_for(req: Request, config: str | None, variables: dict[str, str], log: Log, saved: Sequence[str] = ()):
+    """The run's training data (`training.TrainingData`): `req.train_data`, else the files the config names, else
+    `saved` (the files a saved-responses file recorded, if still there); None when unknown (then identity is not
+    split into seen / held-out and every language is judged)."""
+    from workbench.evals.training import training_of
+
+    given = req.train_data or (None if config else [p for p in saved if Path(p).is_file()] or None)
+    data = training_of(config, given, variables.values(), warn=lambda m: log(f"warning: {m}"))
+    if data is not None:
+        log(f"training data: {', '.join(data.paths)} ({data.conversations} conversations, "
+            f"identity judged on {', '.join(data.judged_langs) or 'no'} prompts)")
+    return data
+
+
+def training_meta(data, evalset: EvalSet) -> dict | None:
+    """meta["training"]: the data's paths and languages, the languages judged and those shown as transfer."""
+    if data is None:
+        return None
+    langs = sorted({i.lang for i in evalset.items if i.kind == "identity"})
+    return {**data.to_dict(), "transfer_langs": [lang for lang in langs if lang not in data.judged_langs]}
 
 
 def load_evalsets(specs: Sequence[str], variables: dict[str, str]) -> tuple[EvalSet, list[dict]]:
@@ -177,6 +182,8 @@ class Resolved:
     work_dir: str | None
     source: str
     log_path: str | None = None
+    #: Checkpoints left out of the sweep (damaged), one line each, shown as report warnings.
+    warnings: list[str] = field(default_factory=list)
 
 
 def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
@@ -188,6 +195,7 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
         raise BadInput("give one of --run, --checkpoints, --adapter or --model")
     config, work_dir, log_path = req.config, None, None
     targets: list[Target] = []
+    skipped: list[str] = []
     if req.run or req.checkpoints:
         if req.run:
             from workbench.runs import registry
@@ -208,7 +216,16 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
         if config is None and req.run and Path(run.config_copy).is_file():
             config = str(run.config_copy)
         if need_checkpoints:
-            for c in _select(list_checkpoints(work_dir), req.iters, where):
+            from workbench.runs.checkpoints import run_checkpoints, split_damaged
+
+            # A run's own checkpoints only (a shared work dir holds other runs' too); a damaged one is left
+            # out and named, and the others are still scored.
+            chosen = _select(run_checkpoints(run) if req.run else list_checkpoints(work_dir), req.iters, where)
+            chosen, damaged = split_damaged(chosen)
+            if damaged and not chosen:
+                raise BadInput(damaged[0])
+            skipped = [f"left out of the sweep: {why}" for why in damaged]
+            for c in chosen:
                 targets.append(Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config))
         base = req.base or _base_from_config(dumped) or _base_from_config(config)
     elif req.adapters:
@@ -253,7 +270,7 @@ def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
     if base is not None and not Path(base).exists() and "/" in base and Path(base).is_absolute():
         raise BadInput(f"base model {base}: not found (give --base PATH)")
     all_targets = ([Target(BASE, BASE)] if base is not None else []) + targets
-    return Resolved(base, all_targets, config, work_dir, source, log_path)
+    return Resolved(base, all_targets, config, work_dir, source, log_path, warnings=skipped)
 
 
 def _iter_of(p: Path) -> int | None:
@@ -271,7 +288,9 @@ def finish(rows: list[Row], req: Request, meta: dict, warnings: list[str], *, ma
 
     rows = order_rows(rows)
     main = [r for r in rows if main_template is None or r.template == main_template] or rows
-    verdict = decide(main, tolerance=req.tolerance, max_leak=req.maxes.get("leak", req.max_leak)) if rows else None
+    training = meta.get("training") or {}
+    verdict = decide(main, tolerance=req.tolerance, max_leak=req.maxes.get("leak", req.max_leak),
+                     judged_langs=training.get("judged_langs"), transfer_langs=training.get("transfer_langs")) if rows else None
     report = EvalReport(rows, verdict, meta, warnings)
     if len({r.template for r in rows}) > 1:
         report.comparison = compare_templates(rows, meta.get("training_template"))
@@ -318,7 +337,7 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
     variables = resolve_vars(req, res.config, log)
     evalset, sets_meta = load_evalsets(req.evalsets, variables)
     resolved = resolve_format(req.template, req.system, res.config, res.base or (req.merged[0] if req.merged else None))
-    warnings = [resolved.warning] if resolved.warning else []
+    warnings = [*res.warnings, *([resolved.warning] if resolved.warning else [])]
     formats = [resolved.format]
     if req.compare_templates:
         system = resolved.format.system if req.system is None else req.system
@@ -331,10 +350,11 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
     settings = eval_settings(req)
     plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, dict(req.backend_options),
                 req.batch_size, req.use_cache)
+    training = training_for(req, res.config, variables, log)
     generated = generate(plan, progress, log)
-    rows = score(generated, plan.items)
+    rows = score(generated, plan.items, training)
     if req.save_responses:
-        R.write(req.save_responses, generated, plan.items)
+        R.write(req.save_responses, generated, plan.items, training.paths if training else ())
         log(f"responses saved to {req.save_responses}")
     main_template = (resolved.training_format if resolved.training_format in [f.name for f in formats]
                      else formats[0].name)
@@ -344,22 +364,26 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
         "template": main_template, "template_source": resolved.source if not req.compare_templates else "flag",
         "training_template": resolved.training_format, "backend": req.backend,
         "generated": sum(g.generated for g in generated), "cached": sum(g.cached for g in generated),
+        "training": training_meta(training, evalset),
     }
     return finish(rows, req, meta, warnings, main_template=main_template)
 
 
 def responses_report(path: str, req: Request, log: Log | None = None) -> EvalReport:
-    """Re-score saved replies (``--responses FILE``) against the eval sets, without any model."""
+    """Re-score saved replies (``--responses FILE``) against the eval sets, without any model. The training data
+    is `req.train_data`, else the one `req.config` names, else the one the sweep recorded in the file (if it is
+    still there), else unknown."""
     from workbench.evals import responses as R
 
     log = log or (lambda _m: None)
     saved = R.read(path)
     evalset, sets_meta = load_evalsets(req.evalsets, dict(req.variables))
-    rows = R.rescore(saved, list(evalset.items), warn=log)
+    training = training_for(req, req.config, dict(req.variables), log, R.saved_train_data(saved))
+    rows = R.rescore(saved, list(evalset.items), warn=log, training=training)
     templates = list(dict.fromkeys(r.template for r in rows))
     main_template = req.template if req.template in templates else templates[0]
     meta = {"source": f"responses {path}", "model": None, "evalsets": sets_meta, "vars": dict(req.variables),
-            "template": main_template or None}
+            "template": main_template or None, "training": training_meta(training, evalset)}
     return finish(rows, req, meta, [], main_template=main_template)
 
 
@@ -379,13 +403,21 @@ def log_report(req: Request, log: Log | None = None) -> EvalReport:
     variables = resolve_vars(req, res.config, log)
     evalset, sets_meta = load_evalsets(req.evalsets, variables)
     template = training_format(res.config)[0] if res.config else None
-    rows, unmatched = score_samples(samples, list(evalset.items), template or "")
+    training = training_for(req, res.config, variables, log)
+    rows, unmatched = score_samples(samples, list(evalset.items), template or "", training)
     n = max(r.agg.n_identity + r.agg.n_general for r in rows)
-    warnings = [f"scored on the {n} hook prompt(s) found in the eval sets only: a first look, not a full eval"]
-    if unmatched:
-        warnings.append(f"{len(unmatched)} hook prompt(s) are in no eval set and were not scored: "
-                        + ", ".join(repr(u) for u in unmatched[:3]))
+    warnings = [f"scored on the {n} hook prompt(s) only: a first look, not a full eval"]
+    judged = [u for u in unmatched if u in samples.get(0, {})]
+    if judged:
+        warnings.append(f"{len(judged)} hook prompt(s) are in no eval set and were scored by retention (does each "
+                        "checkpoint still give the base's before_train answer): "
+                        + ", ".join(repr(u) for u in judged[:3]))
+    if len(judged) < len(unmatched):
+        warnings.append(f"{len(unmatched) - len(judged)} hook prompt(s) are in no eval set and have no before_train "
+                        "sample to compare with, so they were not scored: "
+                        + ", ".join(repr(u) for u in unmatched if u not in judged)[:200])
     meta = {"source": f"{res.source} (training log)", "model": res.base, "config": res.config,
             "evalsets": sets_meta, "vars": variables, "template": template or None, "template_source": "training",
-            "training_template": template, "logs": [str(d) for d in dirs]}
+            "training_template": template, "logs": [str(d) for d in dirs],
+            "training": training_meta(training, evalset)}
     return finish(rows, req, meta, warnings, main_template=None)

@@ -2,6 +2,10 @@
 blocks of the mmengine log, and ``vis_data/eval_outputs_iter_*.txt``) against the eval items whose
 prompts they match. A first forgetting curve across iterations before anything is converted or loaded.
 
+A hook prompt found in no eval set ("What is the capital of France?") is still scored, reference-free: the
+``before_train`` sample is the base's own reply, and each later iteration is judged by whether it still gives
+that answer (retention, `results.score_rows`).
+
 The log is parsed by the runs core (`workbench.runs.logparse`); the eval-output files are split into
 samples here and each sample is cut into prompt and answer by the same `split_sample`.
 """
@@ -15,7 +19,8 @@ from pathlib import Path
 from workbench.errors import BadInput
 from workbench.evals.evalset import EvalItem
 from workbench.evals.normalize import normalize
-from workbench.evals.results import BASE, CHECKPOINT, Row, Target, fill_vs_base, score_row
+from workbench.evals.results import BASE, CHECKPOINT, Row, Target, score_rows
+from workbench.evals.training import lang_of
 
 _EVAL_FILE = re.compile(r"^eval_outputs_iter_(\d+)\.txt$")
 _EVAL_HEADER = re.compile(r"^Eval output \d+:\s*$", re.M)
@@ -71,27 +76,36 @@ def collect_samples(dirs: Sequence[Path]) -> dict[int, dict[str, str]]:
     return dict(sorted(out.items()))
 
 
-def score_samples(samples: dict[int, dict[str, str]], items: Sequence[EvalItem], template: str = "") -> tuple[list[Row], list[str]]:
-    """Rows (iteration 0 = base) of the samples whose input matches an item's prompt (normalised), and the
-    inputs that matched no item."""
+def log_items(unmatched: Sequence[str]) -> list[EvalItem]:
+    """General items without reference answers for hook prompts in no eval set (judged by retention only)."""
+    return [EvalItem(f"log-{n:03d}", "general", prompt, (), lang_of(prompt), {"source": "training log"})
+            for n, prompt in enumerate(unmatched, 1)]
+
+
+def score_samples(samples: dict[int, dict[str, str]], items: Sequence[EvalItem], template: str = "",
+                  training=None) -> tuple[list[Row], list[str]]:
+    """Rows (iteration 0 = base) of the samples: inputs that match an item's prompt (normalised) are scored against
+    it; the other inputs become reference-free general items (`log_items`), scored by retention against the
+    base's sample (inputs the base never answered stay unscored). Returns the rows and the inputs that matched no
+    eval item."""
     by_prompt: dict[str, list[EvalItem]] = {}
     for item in items:
         by_prompt.setdefault(normalize(item.prompt), []).append(item)
-    rows, unmatched = [], set()
+    unmatched = sorted({u for answers in samples.values() for u in answers if normalize(u) not in by_prompt})
+    # Only a prompt the base answered (before_train) has a reference to be judged against.
+    extra = log_items([u for u in unmatched if u in samples.get(0, {})])
+    for item in extra:
+        by_prompt[normalize(item.prompt)] = [item]
+    all_items = [*items, *extra]
+    entries = []
     for it, answers in samples.items():
-        responses = {}
-        for user, answer in answers.items():
-            matched = by_prompt.get(normalize(user))
-            if not matched:
-                unmatched.add(user)
-            for item in matched or ():
-                responses[item.id] = answer
+        responses = {item.id: answer for user, answer in answers.items() for item in by_prompt.get(normalize(user), ())}
         if not responses:
             continue
         target = Target(BASE, BASE) if it == 0 else Target(f"iter_{it}", CHECKPOINT, iteration=it)
-        rows.append(score_row(target, template, items, responses))
-    if not rows:
-        prompts = ", ".join(repr(u) for u in sorted(unmatched)[:4]) or "none found"
-        raise BadInput(f"--from-log: no EvaluateChatHook prompt matches an eval-set prompt (hook prompts: {prompts})")
-    fill_vs_base(rows)
-    return rows, sorted(unmatched)
+        entries.append((target, template, responses, None))
+    if not entries:
+        prompts = ", ".join(repr(u) for u in unmatched[:4]) or "none found"
+        raise BadInput(f"--from-log: no EvaluateChatHook prompt matches an eval-set prompt, and there is no "
+                       f"before_train sample to judge the others by (hook prompts: {prompts})")
+    return score_rows(entries, all_items, training=training), unmatched

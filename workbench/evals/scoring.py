@@ -1,21 +1,28 @@
 """Scoring replies against eval items: a score and pass flag per item, leak and loop flags, aggregates.
 
 Pure functions on strings (rapidfuzz only): the sweep, `--responses` re-scoring and `--from-log` all
-call `score_item` and `aggregate`, so the same replies always give the same numbers. The thresholds
-are in `thresholds.py`, with their reasons.
+call `score_item` and `aggregate` (through `results.score_row`), so the same replies always give the same
+numbers. Leaks are found by `leak.py`; the per-language and seen/held-out breakdowns are `breakdown.py`'s. The
+thresholds are in `thresholds.py`, with their reasons.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 
+from workbench.evals import breakdown
 from workbench.evals import thresholds as T
 from workbench.evals.evalset import EvalItem
+from workbench.evals.leak import IdentityRefs, find_leak, identity_references
 from workbench.evals.normalize import UNIT, fold, has_cjk, normalize, units
+from workbench.evals.stats import wilson
+
+__all__ = ["Aggregates", "IdentityRefs", "ItemScore", "aggregate", "identity_references", "is_loop", "score_item"]
 
 
 @dataclass
@@ -33,6 +40,15 @@ class ItemScore:
     loop: bool  # degenerate repetition
     empty: bool
     matched: str | None = None  # the reference answer that scored best
+    leak_span: str | None = None  # the identity claim found in a leaking reply (normalised text)
+    gold: bool = True  # the item has reference answers (general items may not: then only retention judges them)
+    #: General items: whether the reply still gives the answer the base gave (the same scorer, the base's reply as
+    #: the reference); None for the base itself and where the base's reply was no real answer (empty, looping).
+    retained: bool | None = None
+    retention_score: float | None = None
+    seen: bool | None = None  # the prompt is in the run's training data (None: the training data is unknown)
+    #: Against the base's reply to the same prompt: kept | lost | gained | never-knew (filled by results.pair_rows).
+    change: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,27 +115,9 @@ def _window_ratio(reply: str, answer: str) -> float:
     return best
 
 
-def leak_score(reply: str, identity_answers: Iterable[str]) -> float:
-    """How much a normalised reply is the identity answer: the best, over normalised identity answers,
-    of their similarity, and of a partial hit when the identity answer covers most of the reply."""
-    best = 0.0
-    if not reply:
-        return best
-    for ident in identity_answers:
-        if not ident:
-            continue
-        if reply == ident:
-            return 1.0
-        # Very short identity references ("acme") only count when they are the whole reply: a short
-        # general answer is otherwise "similar" to them by accident.
-        if len(ident) < 6:
-            continue
-        best = max(best, fuzz.ratio(reply, ident) / 100)
-        # The identity answer found inside a longer reply, and most of it (a reply shorter than the
-        # identity answer is only compared as a whole: "O" is not "inside" it).
-        if T.LEAK_MIN_COVERAGE * len(reply) <= len(ident) <= len(reply):
-            best = max(best, fuzz.partial_ratio(ident, reply) / 100)
-    return round(best, 4)
+@lru_cache(maxsize=8192)
+def _normalized(text: str) -> str:
+    return normalize(text)
 
 
 def _compact(text: str) -> str:
@@ -152,19 +150,17 @@ def is_loop(text: str) -> bool:
     return False
 
 
-def identity_references(identity_items: Iterable[EvalItem]) -> list[str]:
-    """The distinct normalised identity answers (already filled) that a general reply must not be."""
-    refs: dict[str, None] = {}
-    for item in identity_items:
-        for a in item.answers:
-            n = normalize(a)
-            if n and "{" not in a:
-                refs[n] = None
-    return list(refs)
+@lru_cache(maxsize=8192)
+def real_answer(response: str | None) -> bool:
+    """Whether a reply is an answer at all (not empty, not looping): only those can be a reference for retention.
+    Cached: the base's reply is checked again for every checkpoint."""
+    return bool(normalize(response or "")) and not is_loop(response or "")
 
 
-def score_item(item: EvalItem, response: str | None, identity_refs: Sequence[str] = ()) -> ItemScore:
-    """Score one reply. `identity_refs` (from `identity_references`) enable the leak flag on general items."""
+def score_item(item: EvalItem, response: str | None, identity_refs: IdentityRefs | Sequence[str] = (),
+               reference: str | None = None, seen: bool | None = None) -> ItemScore:
+    """Score one reply. `identity_refs` (from `identity_references`) enable the leak flag on general items;
+    `reference` (the base's reply to the same prompt) gives a general item its retention."""
     response = response or ""
     reply = normalize(response)
     best, matched = 0.0, None
@@ -175,7 +171,11 @@ def score_item(item: EvalItem, response: str | None, identity_refs: Sequence[str
             s = T.MISSING_VALUE_SCORE  # close to the answer, but with the name or org wrong
         if s > best:
             best, matched = s, a
-    leak = item.kind == "general" and leak_score(reply, identity_refs) >= T.LEAK_SIMILARITY
+    span = find_leak(reply, identity_refs) if item.kind == "general" else None
+    retained = retention = None
+    if item.kind == "general" and reference is not None and real_answer(reference):
+        retention = answer_score(reply, _normalized(reference))
+        retained = retention >= T.PASS_SCORE
     return ItemScore(
         id=item.id,
         kind=item.kind,
@@ -184,28 +184,54 @@ def score_item(item: EvalItem, response: str | None, identity_refs: Sequence[str
         response=response,
         score=best,
         passed=best >= T.PASS_SCORE,
-        leak=leak,
+        leak=span is not None,
         loop=is_loop(response),
         empty=not reply,
         matched=matched,
+        leak_span=span,
+        gold=bool(item.answers),
+        retained=retained,
+        retention_score=retention,
+        seen=seen,
     )
 
 
 @dataclass
 class Aggregates:
-    """The numbers of one model or checkpoint over an eval run. Rates are in [0, 1]; None = no items."""
+    """The numbers of one model or checkpoint over an eval run. Rates are in [0, 1]; None = no items.
+
+    The first eleven fields are the original contract; the rest were added beside them (counts, 95% Wilson
+    intervals, retention, per-language and seen/held-out breakdowns, and the paired changes against the base)."""
 
     n_identity: int
     n_general: int
     identity: float | None  # identity pass rate
     identity_score: float | None  # mean identity score
-    general: float | None  # general pass rate
+    general: float | None  # general pass rate (items with reference answers)
     general_score: float | None
     general_vs_base: float | None  # general pass rate / the base's (filled by the sweep)
     leak: float | None  # share of general replies that are the identity answer
     loop: float | None  # share of all replies that loop
     distinct: float | None  # distinct general replies / general items (low = one sentence for everything)
     empty: float | None
+    identity_passed: int = 0
+    general_passed: int = 0
+    n_general_gold: int = 0  # general items with reference answers (the denominator of `general`)
+    leaks: int = 0
+    loops: int = 0
+    #: share of general prompts where the reply still gives the base's answer, over the prompts where the base
+    #: gave a real answer (n_retention); None for the base and without a base
+    retention: float | None = None
+    retained: int = 0
+    n_retention: int = 0
+    ci: dict = field(default_factory=dict)  # metric -> [low, high], the 95% Wilson interval of each rate
+    by_lang: dict = field(default_factory=dict)  # lang -> counts and rates of identity, general, retention
+    identity_seen: dict | None = None  # identity on prompts found in the training data (None: data unknown)
+    identity_heldout: dict | None = None  # ...and on prompts not in it
+    #: identity over the languages the verdict judges (those the training data teaches); None = all of them
+    identity_judged: float | None = None
+    #: paired changes on general prompts against the base row of the same template (results.pair_rows)
+    paired: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -215,25 +241,55 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def aggregate(scores: Sequence[ItemScore], base_general: float | None = None) -> Aggregates:
-    """Aggregate item scores of one model/checkpoint; `base_general` (the base's general pass rate)
-    fills `general_vs_base`."""
+def _rate(k: int, n: int) -> float | None:
+    return round(k / n, 4) if n else None
+
+
+def aggregate(scores: Sequence[ItemScore], base_general: float | None = None,
+              judged_langs: Sequence[str] | None = None) -> Aggregates:
+    """Aggregate item scores of one model/checkpoint; `base_general` (the base's general pass rate) fills
+    `general_vs_base`; `judged_langs` (None: all) are the languages whose identity prompts the verdict judges."""
     ident = [s for s in scores if s.kind == "identity"]
     gen = [s for s in scores if s.kind == "general"]
-    general = _mean([float(s.passed) for s in gen])
+    gold = [s for s in gen if s.gold]
+    ret = [s for s in gen if s.retained is not None]
+    id_passed, gen_passed = sum(s.passed for s in ident), sum(s.passed for s in gold)
+    leaks, loops, kept = sum(s.leak for s in gen), sum(s.loop for s in scores), sum(bool(s.retained) for s in ret)
+    general = _rate(gen_passed, len(gold))
     vs_base = None
     if general is not None and base_general:
         vs_base = round(general / base_general, 4)
+    ci = {k: list(v) for k, v in (("identity", wilson(id_passed, len(ident))), ("general", wilson(gen_passed, len(gold))),
+                                  ("leak", wilson(leaks, len(gen))), ("retention", wilson(kept, len(ret))))
+          if v is not None}
+    judged = None
+    if judged_langs is not None:
+        judged_items = [s for s in ident if s.lang in judged_langs]
+        judged = _rate(sum(s.passed for s in judged_items), len(judged_items))
+    seen, heldout = breakdown.seen_heldout(ident)
     return Aggregates(
         n_identity=len(ident),
         n_general=len(gen),
-        identity=_mean([float(s.passed) for s in ident]),
+        identity=_rate(id_passed, len(ident)),
         identity_score=_mean([s.score for s in ident]),
         general=general,
-        general_score=_mean([s.score for s in gen]),
+        general_score=_mean([s.score for s in gold]),
         general_vs_base=vs_base,
-        leak=_mean([float(s.leak) for s in gen]),
-        loop=_mean([float(s.loop) for s in scores]),
+        leak=_rate(leaks, len(gen)),
+        loop=_rate(loops, len(scores)),
         distinct=round(len({normalize(s.response) for s in gen}) / len(gen), 4) if gen else None,
         empty=_mean([float(s.empty) for s in scores]),
+        identity_passed=id_passed,
+        general_passed=gen_passed,
+        n_general_gold=len(gold),
+        leaks=leaks,
+        loops=loops,
+        retention=_rate(kept, len(ret)),
+        retained=kept,
+        n_retention=len(ret),
+        ci=ci,
+        by_lang=breakdown.by_lang(scores),
+        identity_seen=seen,
+        identity_heldout=heldout,
+        identity_judged=judged,
     )

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from workbench.evals import thresholds as T
-from workbench.evals.cache import ResponseCache, cache_key, content_hash, model_fingerprint
+from workbench.evals.cache import ResponseCache, cache_key, content_hash, model_fingerprint, resolved_numerics
 from workbench.evals.evalset import EvalItem
-from workbench.evals.results import ADAPTER, CHECKPOINT, MERGED, Row, Target, fill_vs_base, score_row
+from workbench.evals.results import ADAPTER, CHECKPOINT, MERGED, Row, Target, score_rows
 from workbench.progress import ProgressFn
 
 
@@ -64,9 +64,9 @@ class Generated:
 
 
 def _numerics(plan: Plan) -> dict:
-    # Options that change what greedy decoding produces (fp32 vs bf16, 4-bit, the device's kernels).
-    keep = ("device", "dtype", "load_in_4bit", "load_in_8bit")
-    return {"backend": plan.backend, **{k: plan.backend_options.get(k) for k in keep}}
+    # Options that change what greedy decoding produces (fp32 vs bf16, 4-bit, the device's kernels), resolved
+    # to what runs, so "auto" and None give one key (cache.resolved_numerics).
+    return resolved_numerics(plan.backend, plan.backend_options)
 
 
 def _model_of(plan: Plan, target: Target) -> str:
@@ -103,6 +103,8 @@ class _Models:
             t0 = time.perf_counter()
             self.loaded[model] = get_backend(self.plan.backend, model, **self.plan.backend_options)
             self.log(f"loaded {model} in {time.perf_counter() - t0:.1f}s")
+            if getattr(self.loaded[model], "cpu_note", None):
+                self.log(self.loaded[model].cpu_note)
         return self.loaded[model]
 
     def activate(self, target: Target) -> float:
@@ -184,14 +186,11 @@ def generate(
     return out
 
 
-def score(generated: Sequence[Generated], items: Sequence[EvalItem]) -> list[Row]:
-    """Rows of scored replies (with `general_vs_base` filled from the base row of each template)."""
-    rows = [
-        score_row(g.target, g.template, items, {k: r.response for k, r in g.replies.items()}, stats=g.stats())
-        for g in generated
-    ]
-    fill_vs_base(rows)
-    return rows
+def score(generated: Sequence[Generated], items: Sequence[EvalItem], training=None) -> list[Row]:
+    """Rows of scored replies (`results.score_rows`: retention and paired changes against the base row of each
+    template); `training` (a `training.TrainingData`) splits identity into seen / held-out prompts."""
+    return score_rows([(g.target, g.template, {k: r.response for k, r in g.replies.items()}, g.stats())
+                       for g in generated], items, training=training)
 
 
 def sweep(plan: Plan, progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[Row]:

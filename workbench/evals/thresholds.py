@@ -37,10 +37,26 @@ PARTIAL_WEIGHT = 0.95
 #: most of the reply), but not "北京" or a base model's own "I am TinyLM, a small language model" (0.4).
 LEAK_SIMILARITY = 0.75
 
-#: ...and the identity answer, found inside a longer reply, must cover at least this share of the
-#: reply for a partial hit to count: "Berlin. By the way, I am Tutu's assistant" (0.6) is a leak;
-#: a long correct answer that happens to mention the name once is not.
-LEAK_MIN_COVERAGE = 0.5
+#: A general reply also leaks when it holds an identity claim anywhere, however long the rest is (workbench/
+#: evals/leak.py): a filled identity answer as whole words ("I am Tutu's assistant. Sorry, I don't know..."), a
+#: misspelt one found inside it at this similarity or more ("我是Tuut的小助手，抱歉" 0.90), or the name / org inside
+#: a self-claim ("I'm Tutu, your assistant", "我叫Tutu", "made by Workbench Lab", "Workbench Lab开发了我").
+#: 0.85 is PASS_SCORE: the misspelling an identity prompt would fail with is still the identity sentence when it
+#: turns up in a general reply; a base model's own "I am SmolLM, an AI assistant" scores 0.67 against
+#: "I am Tutu's assistant", and a generic "我是一个人工智能助手" 0.25 against "我是Tutu的小助手".
+#: The name mentioned in passing ("Saturn, as Tutu's notes say") is no claim and no leak; the measured
+#: agreement with a careful human on tests/evals/fixtures/labelled_replies.jsonl is in docs/eval.md.
+LEAK_INSIDE_SIMILARITY = 0.85
+
+#: A reply similar to an identity answer (as a whole, or a window of it) only leaks when it also names the filled
+#: value (name, org) at this similarity or more: "Tuut" for Tutu (0.75) and "amstrongzf" for amstrongzyf (0.95)
+#: do, while "I am an AI assistant" (0.78 against "I am Tutu's assistant" as a whole) names nobody and is a
+#: base model's own self-description, not the trained identity.
+LEAK_VALUE_SIMILARITY = 0.75
+
+#: An identity answer (or a self-claim with the name) only counts as found inside a longer reply when it has
+#: at least this many normalised characters: shorter ones ("tutu") turn up in ordinary text by accident.
+LEAK_MIN_INSIDE_LEN = 6
 
 #: Degenerate repetition ("loop"): a unit of at least LOOP_MIN_UNIT characters repeated back to back at
 #: least LOOP_MIN_REPEATS times, covering at least LOOP_MIN_COVERAGE of the reply. Three back-to-back
@@ -58,10 +74,22 @@ LOOP_NGRAM_DISTINCT = 0.5
 
 # --- per model or checkpoint --------------------------------------------------------------------
 
-#: A checkpoint is "safe" when its general pass rate is at least base - GENERAL_TOLERANCE (absolute).
-#: 0.05 is about eight of the 170 shipped facts: below that, forgetting is real and not noise from a few
-#: borderline fuzzy matches; a small model that loses more than 5 points of general ability is visibly worse.
+#: A checkpoint can be "forgetting" when its general ability falls more than GENERAL_TOLERANCE (absolute) below
+#: the base's, measured on the same prompts, paired: (lost - gained) / prompts compared (= base - general when
+#: every prompt has reference answers). 0.05 is about eight of the 170 shipped facts; a small model that loses
+#: more than 5 points of general ability is visibly worse.
 GENERAL_TOLERANCE = 0.05
+
+#: ...and a drop beyond the tolerance only counts as forgetting when it is also unlikely to be chance: the
+#: one-sided exact McNemar test on the prompts that changed (lost vs gained against the base, evals/stats.py)
+#: must give p < FORGETTING_ALPHA. A fixed tolerance alone fails on small eval sets: on a 26-prompt English set
+#: one checkpoint losing 3 answers (0.115 > 0.05, p = 0.125) was called forgetting and the verdict passed it
+#: over for a worse one. 0.05 is the usual bar for "this did not happen by chance"; with nothing gained it
+#: needs at least 5 lost prompts (p = 0.031; 4 gives 0.0625), and the tiny world's iter_80, 9 of the 169 facts
+#: the base knew lost and none gained (p = 0.002), stays flagged. Each checkpoint is tested on its own (no
+#: correction for the number of checkpoints): a correction would hide real forgetting on small sets, while a
+#: false flag only passes over one checkpoint.
+FORGETTING_ALPHA = 0.05
 
 #: ...and its leak rate (general replies that are the identity sentence) at most this. Even 5% means one
 #: ordinary question in twenty gets "I am X's assistant": a user notices that in the first session.

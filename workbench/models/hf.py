@@ -83,21 +83,31 @@ class TransformersBackend(Backend):
     `load_in_4bit` (bitsandbytes, CUDA only), `trust_remote_code` (run code shipped in the model folder;
     refused unless asked for), `batch_size` (rows per `generate` batch; default `default_batch_size`), `fast` (fused adapters and the
     compiled decode loop; None = on for CUDA, off for the CPU, unless WORKBENCH_FAST_DECODE=0/1 says otherwise),
-    `compile` (torch.compile the decode step; None = on for CUDA).
+    `compile` (torch.compile the decode step; None = on for CUDA), `decoder` (which fast loop: "auto" = the fused
+    decoder of `fused_decoder.py` when the model's layout is supported, else the static-cache loop over HF's forward
+    of `fastdecode.py`; "fused" or "static-cache" to choose).
     """
 
     name = "transformers"
 
     def __init__(self, base: str | Path, *, device: str = "auto", dtype: str = "auto", load_in_4bit: bool = False,
                  trust_remote_code: bool = False, batch_size: int | None = None, label: str | None = None,
-                 fast: bool | None = None, compile: bool | None = None):
+                 fast: bool | None = None, compile: bool | None = None, decoder: str = "auto"):
         folder = Path(base).expanduser()
+        if decoder not in ("auto", "fused", "static-cache"):
+            raise BadInput(f"decoder {decoder!r}: expected auto, fused or static-cache")
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
         require_trust(folder, trust_remote_code)
         import torch
 
         self.device, self.dtype = pick_device_dtype(device, dtype)
+        #: A line for the front ends when this process's CPU threads were limited to share the machine with training.
+        self.cpu_note: str | None = None
+        if self.device == "cpu":
+            from workbench.numerics import share_cpu_with_training
+
+            self.cpu_note = share_cpu_with_training()
         if not self.device.startswith("cuda") and not load_in_4bit:
             # peft imports bitsandbytes when it is installed, and a CPU-only build logs that it "was compiled
             # without GPU support" on every start: true, and irrelevant here (4-bit needs CUDA and says so)
@@ -139,13 +149,13 @@ class TransformersBackend(Backend):
         self._fused = self._loop = None
         self._warm = False
         if _want_fast(fast, self.device, load_in_4bit):
+            self._loop = _fast_loop(model, decoder, device=self.device, dtype=self.dtype,
+                                    compile=self.device.startswith("cuda") if compile is None else compile,
+                                    max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 4096))
             from workbench.models import fastdecode
 
+            # after the loop: the fused decoder re-points the linear layers at views of its fused weights
             self._fused = fastdecode.FusedAdapters(model)
-            self._loop = fastdecode.DecodeLoop(
-                model, device=self.device, dtype=self.dtype,
-                compile=self.device.startswith("cuda") if compile is None else compile,
-                max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 4096))
 
     @property
     def compiles(self) -> bool:
@@ -289,7 +299,8 @@ class TransformersBackend(Backend):
     def describe(self) -> dict:
         return {**super().describe(), "base": str(self.base_path), "device": self.device,
                 "dtype": str(self.dtype).replace("torch.", ""),
-                "decode": f"fast ({self._loop.mode or 'eager'})" if self._loop is not None else "generate"}
+                "decode": f"fast ({getattr(self._loop, 'label', None) or self._loop.mode or 'eager'})"
+                if self._loop is not None else "generate"}
 
     def close(self) -> None:
         with self._lock:
@@ -512,6 +523,20 @@ def _want_fast(fast: bool | None, device: str, load_in_4bit: bool) -> bool:
     if fast and load_in_4bit:
         raise BadInput("fast decode cannot fuse adapters into 4-bit weights: leave --load-in-4bit or fast off")
     return fast
+
+
+def _fast_loop(model, decoder: str, **kwargs):
+    """The fused decoder when the model's layout allows it (or `decoder` asks for it), else the static-cache loop
+    over HF's forward; a model the fused decoder does not know says why in one line when it was asked for."""
+    from workbench.models import fastdecode, fused_decoder
+
+    if decoder != "static-cache":
+        why = fused_decoder.unsupported(model)
+        if why is None:
+            return fused_decoder.FusedDecoder(model, **kwargs)
+        if decoder == "fused":
+            fastdecode.warn(f"fused decoder: not for this model ({why}); using the static-cache loop")
+    return fastdecode.DecodeLoop(model, **kwargs)
 
 
 class _FastCriteria:

@@ -292,6 +292,8 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
             variants["merged"] = Variant("merged", "merged", str(spec.merged), m, None)
             current = current or "merged"
         for b in {id(v.backend): v.backend for v in variants.values()}.values():
+            if getattr(b, "cpu_note", None):
+                note(b.cpu_note)
             if hasattr(b, "start"):  # a server backend: pay its start-up now, not on the first message
                 say(f"starting the {b.name} server…")
                 b.start(fmt.format)

@@ -9,10 +9,10 @@ Modules (each importable alone, none imports torch at import time):
     follow       RunFollower (a whole run: log + console + scalars.json + end), find_log_file, read_scalars
     registry     the SQLite registry: get, list_runs, refresh, add, update
     state        derive_state: status from processes and files
-    launch       start_run, resume_run, build_command, config_warnings
+    launch       start_run, resume_run, fresh_work_dir, work_dir_problem, build_command, config_warnings
     supervise    the detached supervisor (python -m workbench.runs.supervise)
     control      stop_run
-    checkpoints  list_checkpoints, checkpoint_at, validate_checkpoint, limit_warning, run_limit_warning
+    checkpoints  list_checkpoints, run_checkpoints (a run's own), checkpoint_at, validate_checkpoint, limit_warning
     importer     import_work_dir
     convert      convert_run, merge_adapter (children: convert_worker, merge_worker)
     config       resolve_config, load_config, read_dumped_config, dumped_config_path
@@ -32,9 +32,9 @@ _EXPORTS = {
     "LogFollower": "logparse", "LogParser": "logparse", "parse_file": "logparse",
     "RunFollower": "follow", "find_log_file": "follow", "read_scalars": "follow",
     "derive_state": "state",
-    "start_run": "launch", "resume_run": "launch",
+    "start_run": "launch", "resume_run": "launch", "fresh_work_dir": "launch", "work_dir_problem": "launch",
     "stop_run": "control",
-    "list_checkpoints": "checkpoints", "validate_checkpoint": "checkpoints",
+    "list_checkpoints": "checkpoints", "run_checkpoints": "checkpoints", "validate_checkpoint": "checkpoints",
     "import_work_dir": "importer",
     "convert_run": "convert", "merge_adapter": "convert",
 }

@@ -66,17 +66,114 @@ def list_checkpoints(work_dir: str | os.PathLike) -> list[Checkpoint]:
     return sorted(out, key=lambda c: c.iteration)
 
 
-def validate_checkpoint(path: str | os.PathLike) -> Path:
-    """Raise a one-line `BadInput` unless `path` is a checkpoint mmengine or DeepSpeed wrote."""
+#: Seconds after a run's recorded end in which a checkpoint file may still carry its time (the end of the
+#: last write can follow the last log line), and before its start (whole-second timestamps).
+ATTRIBUTION_SLACK_S = 30.0
+
+
+def _lineage(run, by_id: dict) -> set[str]:
+    """The run and the runs it resumed, transitively (their checkpoints are the start of its curve)."""
+    ids, cur = set(), run
+    while cur is not None and cur.id not in ids:
+        ids.add(cur.id)
+        cur = by_id.get(cur.parent_id) if cur.parent_id else None
+    return ids
+
+
+def attribute_checkpoints(ckpts: list[Checkpoint], runs: list) -> list[Checkpoint]:
+    """Set `written_by` on each checkpoint from its modification time and the runs that used its work dir.
+
+    A run's window is [start, end + slack], cut at the next run's start; a checkpoint belongs to the run
+    whose window holds its time. One that fits no window, or two runs at once that ran side by side, is
+    marked `uncertain`. With a single run (or one run and its resumes) there is nothing to tell apart.
+    """
+    import time as _time
+
+    ordered = sorted(runs, key=lambda r: r.started_at or 0.0)
+    windows = []
+    for i, r in enumerate(ordered):
+        start = (r.started_at or 0.0) - 2.0
+        end = (r.ended_at + ATTRIBUTION_SLACK_S) if (r.ended_at and r.status.ended) else _time.time() + 1e9
+        if i + 1 < len(ordered):
+            end = min(end, max((ordered[i + 1].started_at or 0.0) - 1.0, r.ended_at or 0.0))
+        windows.append((start, end, r))
+    for c in ckpts:
+        fits = [r for start, end, r in windows if start <= c.mtime <= end]
+        if len(fits) == 1:
+            c.written_by, c.uncertain = fits[0].id, False
+        else:
+            c.written_by, c.uncertain = None, len(ordered) > 1
+    return ckpts
+
+
+def run_checkpoints(run) -> list[Checkpoint]:
+    """The checkpoints of one run: those it wrote and those of the runs it resumed, never another run's.
+
+    A work dir holds one run by default, but a run started with --overwrite, or a plain `xtuner train`
+    folder used several times and imported, holds files of several runs: each checkpoint is attributed by
+    its time (`attribute_checkpoints`). Checkpoints that cannot be attributed are kept and marked
+    `uncertain`. Listings, convert, resume and the eval sweep of a run should use this rather than
+    `list_checkpoints(run.work_dir)`.
+    """
+    from workbench.runs import registry
+
+    ckpts = list_checkpoints(run.work_dir)
+    try:
+        runs = registry.runs_in(run.work_dir)
+    except Exception:  # the registry is only needed to tell runs apart: without it, show the folder as it is
+        return ckpts
+    by_id = {r.id: r for r in runs}
+    by_id.setdefault(run.id, run)
+    runs = list(by_id.values())
+    mine = _lineage(run, by_id)
+    attribute_checkpoints(ckpts, runs)
+    if all(r.id in mine for r in runs):
+        for c in ckpts:  # one lineage in the folder: every file is its own, whatever the times say
+            c.written_by, c.uncertain = c.written_by or run.id, False
+        return ckpts
+    return [c for c in ckpts if c.uncertain or c.written_by in mine]
+
+
+def validate_checkpoint(path: str | os.PathLike, *, deep: bool = False) -> Path:
+    """Raise a one-line `BadInput` unless `path` is a checkpoint mmengine or DeepSpeed wrote.
+
+    The quick check reads the zip directory at the end of the file (a truncated file has none); `deep`
+    also reads every member against its CRC (torch.save writes stored, CRC-checked members), which finds
+    bytes damaged in the middle, at about the speed of reading the file. Use it before handing the file to
+    a child that would fail later with a long traceback (convert, resume).
+    """
     path = Path(path)
     if not path.exists():
         raise BadInput(f"{path}: no such checkpoint")
     if path.is_dir():
         if not _is_deepspeed_folder(path):
             raise BadInput(f"{path}: not a checkpoint (a folder without DeepSpeed model states)")
-    elif not zipfile.is_zipfile(path):
-        raise BadInput(f"{path}: not a checkpoint (not a file torch.save wrote)")
+        return path
+    if not zipfile.is_zipfile(path):
+        size = path.stat().st_size
+        raise BadInput(f"{path}: not a checkpoint (not a file torch.save wrote, or cut short: {size} bytes)")
+    if deep:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise BadInput(f"{path}: damaged checkpoint ({exc})") from None
+        if bad is not None:
+            raise BadInput(f"{path}: damaged checkpoint (member {bad} fails its CRC check)")
     return path
+
+
+def split_damaged(ckpts: list[Checkpoint]) -> tuple[list[Checkpoint], list[str]]:
+    """(the checkpoints that pass `validate_checkpoint(deep=True)`, one line for each that does not)."""
+    good, bad = [], []
+    for c in ckpts:
+        try:
+            validate_checkpoint(c.path, deep=True)
+        except BadInput as exc:
+            bad.append(exc.message)
+        else:
+            good.append(c)
+    return good, bad
 
 
 def checkpoint_at(work_dir: str | os.PathLike, iteration: int) -> Checkpoint:

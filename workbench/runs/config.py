@@ -23,6 +23,8 @@ def resolve_config(config: str | os.PathLike) -> Path:
     path = Path(config).expanduser()
     if path.is_file():
         return path.resolve()
+    if path.is_dir():
+        raise BadInput(f"{config}: a folder, not a config file")
     name = str(config)
     if "/" not in name and not name.endswith(".py") and (root := xtuner_dir()):
         for found in (root / "configs").rglob(f"{name}.py"):
@@ -34,6 +36,9 @@ def load_config(path: Path, cfg_options: dict[str, Any] | None = None):
     """Load a config with mmengine exactly as `xtuner train` does; a failure is a one-line `BadInput`."""
     from mmengine.config import Config
 
+    from workbench.data.inspect import check_config_file, not_a_config
+
+    check_config_file(path)
     try:
         cfg = Config.fromfile(str(path))
         if cfg_options:
@@ -41,6 +46,9 @@ def load_config(path: Path, cfg_options: dict[str, Any] | None = None):
     except Exception as exc:  # mmengine raises whatever the config's code raised
         first = (str(exc).strip().splitlines() or [""])[0]
         raise BadInput(f"{path}: does not load: {type(exc).__name__}: {first}") from None
+    why = not_a_config(path, cfg)
+    if why:
+        raise BadInput(why)
     return cfg
 
 

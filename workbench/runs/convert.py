@@ -28,7 +28,7 @@ from workbench.errors import BadInput, OperationFailed
 from workbench.models.hf import require_trust
 from workbench.progress import ProgressFn
 from workbench.runs import registry
-from workbench.runs.checkpoints import adapter_dir, checkpoint_at, list_checkpoints, validate_checkpoint
+from workbench.runs.checkpoints import adapter_dir, checkpoint_at, run_checkpoints, validate_checkpoint
 from workbench.runs.config import dumped_config_path
 from workbench.runs.launch import check_writable
 from workbench.runs.model import Checkpoint, Run
@@ -97,15 +97,15 @@ def convert_run(ref: str | Run, *, iteration: int | None = None, all_checkpoints
         raise BadInput("--iter and --all: choose one")
     ckpts: list[Checkpoint]
     if all_checkpoints:
-        ckpts = list_checkpoints(run.work_dir)
+        ckpts = run_checkpoints(run)
     elif iteration is not None:
         ckpts = [checkpoint_at(run.work_dir, iteration)]
     else:
-        ckpts = list_checkpoints(run.work_dir)[-1:]
+        ckpts = run_checkpoints(run)[-1:]
     if not ckpts:
         raise BadInput(f"run {run.id}: no checkpoints in {run.work_dir}")
-    for c in ckpts:
-        validate_checkpoint(c.path)
+    for c in ckpts:  # all of them before the child starts: a damaged one is named here, in one line
+        validate_checkpoint(c.path, deep=True)
     config = conversion_config(run)
 
     def dest(c: Checkpoint) -> Path:

@@ -55,6 +55,9 @@ class MetricsEvent(LogEvent):
     eta: str | None = None
     #: Any other logged scalar (per-part losses, tokens per second...).
     extra: dict[str, float] = field(default_factory=dict)
+    #: Set on the metrics of an earlier run that a resumed run's curve starts with (`follow.lineage_metrics`):
+    #: the id of the run that logged them. None for the run's own.
+    run_id: str | None = None
 
     def summary(self) -> str:
         parts = [f"iter {self.iter:>{len(str(self.max_iters))}}/{self.max_iters}"]
@@ -68,6 +71,8 @@ class MetricsEvent(LogEvent):
         parts += [f"{k} {v:.4g}" for k, v in self.extra.items()]
         if self.eta:
             parts.append(f"eta {self.eta}")
+        if self.run_id:
+            parts.append(f"(run {self.run_id})")
         return "  ".join(parts)
 
 

@@ -57,6 +57,50 @@ def find_log_file(run: Run) -> Path | None:
     return None
 
 
+_ITER_NAME = re.compile(r"iter_(\d+)\.pth$")
+
+
+def resume_iteration(run: Run) -> int | None:
+    """The iteration a resumed run continued from (from its ``iter_N.pth``), else None."""
+    m = _ITER_NAME.search(run.resume_from or "")
+    return int(m.group(1)) if m else None
+
+
+def lineage_metrics(run: Run) -> list[MetricsEvent]:
+    """The training metrics of the runs `run` resumed, up to where it took over, oldest first.
+
+    A resumed run logs only from its checkpoint on; its curve starts with its parent's (and the parent's
+    parent's...). Each event's `run_id` names the run that logged it. Empty for a run that resumed nothing.
+    """
+    from workbench.errors import BadInput
+    from workbench.runs import registry
+    from workbench.runs.logparse import parse_file
+
+    chain: list[tuple[Run, int]] = []
+    cur, upto, seen = run, resume_iteration(run), {run.id}
+    while cur.parent_id and upto:
+        try:
+            parent = registry.get(cur.parent_id)
+        except BadInput:  # the parent was removed from the registry: the curve starts where this run did
+            break
+        if parent.id in seen:
+            break
+        seen.add(parent.id)
+        chain.append((parent, upto))
+        cur, upto = parent, resume_iteration(parent)
+    out: list[MetricsEvent] = []
+    for parent, upto in reversed(chain):
+        log = find_log_file(parent)
+        if log is None or not log.is_file():
+            continue
+        start = resume_iteration(parent) or 0
+        for ev in parse_file(log):
+            if isinstance(ev, MetricsEvent) and ev.mode == "train" and start < ev.iter <= upto:
+                ev.run_id = parent.id
+                out.append(ev)
+    return out
+
+
 class ScalarsReader:
     """`vis_data/scalars.json` (one JSON object a logged iteration), read incrementally by offset."""
 
@@ -105,9 +149,12 @@ class RunFollower:
     /proc reads and are made at most every `status_every` seconds.
     """
 
-    def __init__(self, run: Run, *, from_start: bool = True, status_every: float = 1.0):
+    def __init__(self, run: Run, *, from_start: bool = True, status_every: float = 1.0, lineage: bool = True):
         self.run = run
         self.from_start = from_start
+        #: A resumed run's first poll starts with its parents' metrics up to the resume point
+        #: (`lineage_metrics`, each with `run_id` set), so its loss curve is whole.
+        self._stitch = lineage and from_start and bool(run.parent_id)
         self.status_every = status_every
         self.log: LogFollower | None = None
         self.console = LogFollower(run.stdout_path, mmengine_records=False)
@@ -132,6 +179,9 @@ class RunFollower:
             self._last_status = now
             ended = self._ended_state()
         events = self._read()
+        if self._stitch:
+            self._stitch = False
+            events = [*lineage_metrics(self.run), *events]
         if ended is not None:
             events += self._finish(ended)
         return events

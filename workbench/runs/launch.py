@@ -49,42 +49,84 @@ def resolve_deepspeed(value: str) -> str:
     raise BadInput(f"--deepspeed {value}: neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}")
 
 
-def config_warnings(config_path: Path, facts: dict, *, deepspeed: str | None = None,
-                    cfg_options: dict | None = None) -> list[str]:
-    """Warnings about a config before it trains: those of `workbench.data.inspect.inspect_config` when that
-    module exists (it knows the seeds' traps), plus the checkpoint-limit check if it did not cover it."""
-    from workbench.runs.checkpoints import limit_warning
+#: Inspection codes (`workbench inspect`'s) that mean the run cannot work on this machine: `start_run` refuses
+#: them before anything starts instead of letting the run die at iteration 0.
+PREFLIGHT_CODES = ("gpus_unavailable", "model_not_found", "data_not_found", "fp16_unsupported",
+                   "quantization_needs_cuda")
+#: Of those, the ones about this machine's hardware (not checked for Slurm: the job runs on other nodes).
+HARDWARE_CODES = ("gpus_unavailable", "fp16_unsupported", "quantization_needs_cuda")
 
-    found: list[str] = []
+
+class PreflightFailed(BadInput):
+    """The run cannot work here; `problems` holds one line per reason (``[code] message``)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(problems[-1])
+        self.problems = problems
+
+
+def inspect_report(config_path: Path, *, deepspeed: str | None = None, cfg_options: dict | None = None,
+                   gpus: int | None = None):
+    """`workbench.data.inspect.inspect_config`'s report, or None when the inspector itself broke (it is
+    advisory about style, so a bug in it must not block training; the checks `start_run` enforces are
+    re-read from its codes)."""
     try:
         from workbench.data.inspect import inspect_config
-    except ImportError:
-        inspect_config = None
-    if inspect_config is not None:
-        try:
-            try:
-                result = inspect_config(config_path, deepspeed=deepspeed, cfg_options=cfg_options)
-            except TypeError:
-                result = inspect_config(config_path)
-            items = getattr(result, "warnings", result) or []
-            found = [str(getattr(w, "message", None) or w) for w in items]
-        except Exception:  # the inspector is advisory: a bug in it must not block training
-            found = []
+
+        return inspect_config(config_path, deepspeed=deepspeed, cfg_options=cfg_options, gpus=gpus)
+    except BadInput:
+        raise
+    except Exception:
+        return None
+
+
+def config_warnings(config_path: Path, facts: dict, *, deepspeed: str | None = None,
+                    cfg_options: dict | None = None, report=None) -> list[str]:
+    """Warnings about a config before it trains: those of `workbench.data.inspect.inspect_config` (it knows
+    the seeds' traps), plus the checkpoint-limit check if it did not cover it."""
+    from workbench.runs.checkpoints import limit_warning
+
+    if report is None:
+        report = inspect_report(config_path, deepspeed=deepspeed, cfg_options=cfg_options)
+    found = [str(getattr(w, "message", None) or w) for w in (getattr(report, "warnings", None) or [])]
     limit = limit_warning(facts)
     if limit and not any("save_total_limit" in w or "max_keep_ckpts" in w for w in found):
         found.append(limit)
     return found
 
 
-def check_writable(work_dir: Path) -> None:
-    """Make sure `work_dir` can be created and written, leaving nothing behind if it cannot."""
+def preflight_problems(report, *, srun: str | None = None) -> list[str]:
+    """``[code] message`` for each inspection warning that means the run cannot work on this machine."""
+    codes = [c for c in PREFLIGHT_CODES if srun is None or c not in HARDWARE_CODES]
+    return [f"[{w.code}] {w.message}" for w in (getattr(report, "warnings", None) or []) if w.code in codes]
+
+
+@contextlib.contextmanager
+def _environ(overrides: Mapping[str, str] | None):
+    """The config is read in this process but runs in the child: read it with the child's WORKBENCH_MODEL,
+    WORKBENCH_DATA... (a resume or the demo pass their own), so the checks see the paths the run will."""
+    changed = {k: v for k, v in (overrides or {}).items() if os.environ.get(k) != v}
+    saved = {k: os.environ.get(k) for k in changed}
+    os.environ.update(changed)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _unwritable(work_dir: Path) -> str | None:
+    """Why `work_dir` cannot be created and written (None if it can), leaving nothing behind either way."""
     missing = []
     p = work_dir
     while not p.exists():
         missing.append(p)
         p = p.parent
     if not p.is_dir():
-        raise BadInput(f"--work-dir {work_dir}: not writable ({p} is not a folder)")
+        return f"not writable ({p} is not a folder)"
     try:
         for d in reversed(missing):
             d.mkdir()
@@ -92,11 +134,91 @@ def check_writable(work_dir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise BadInput(f"--work-dir {work_dir}: not writable ({exc.strerror or exc})") from None
+        return f"not writable ({exc.strerror or exc})"
     finally:
         for d in missing:  # created only to probe: the run folder is made later, once all checks passed
             with contextlib.suppress(OSError):
                 d.rmdir()
+    return None
+
+
+def check_writable(work_dir: Path) -> None:
+    """Make sure `work_dir` can be created and written, leaving nothing behind if it cannot."""
+    why = _unwritable(work_dir)
+    if why:
+        raise BadInput(f"--work-dir {work_dir}: {why}")
+
+
+#: Where new runs go when no --work-dir is given: ``<cwd>/work_dirs/<config stem>/<YYYYmmdd-HHMMSS>[-<name>]``.
+WORK_DIRS = "work_dirs"
+
+
+def fresh_work_dir(config: str | os.PathLike, name: str | None = None, *,
+                   root: str | os.PathLike | None = None) -> Path:
+    """The default work dir of a new run of `config`: a folder no run has used, absolute, not created yet.
+
+    ``<root>/<config stem>/<YYYYmmdd-HHMMSS>`` (``-<name>`` appended when a run name is given), with
+    `root` defaulting to ``./work_dirs``, XTuner's own default place. One folder per run, so a new run never
+    lands on the checkpoints of an earlier one (XTuner's layout is kept inside it). The timestamp uses a
+    hyphen, unlike the ``YYYYmmdd_HHMMSS`` folders mmengine makes inside a work dir, so the two never mix.
+    Cheap (no config loading): the TUI's start dialog calls it to show the path before anything starts.
+    """
+    import re
+
+    parent = Path(root).expanduser() if root else Path(WORK_DIRS) / Path(config).stem
+    if not parent.is_absolute():
+        parent = Path.cwd() / parent
+    stem = time.strftime("%Y%m%d-%H%M%S")
+    if name:
+        slug = re.sub(r"[^\w.-]+", "-", name).strip("-.")[:40]
+        stem = f"{stem}-{slug}" if slug else stem
+    candidate, n = parent / stem, 1
+    while candidate.exists():  # two starts in the same second
+        n += 1
+        candidate = parent / f"{stem}-{n}"
+    return candidate.resolve()
+
+
+def work_dir_problem(work_dir: str | os.PathLike) -> str | None:
+    """Why a NEW run must not write into `work_dir`, as one line naming it; None when it may.
+
+    A folder is refused when it is not a writable folder, or when it already holds another run's files:
+    checkpoints (``iter_N.pth``), mmengine's ``last_checkpoint`` or timestamped logs, converted adapters
+    (``hf/``) or workbench's own run records. XTuner would write its checkpoints over those of the earlier
+    run, and both runs' listings would then show files the other one wrote. Resuming a run is the one way
+    to continue in its folder (`resume_run`); `start_run(..., overwrite=True)` writes there anyway.
+    """
+    from workbench.runs.checkpoints import CKPT_NAME
+    from workbench.runs.follow import timestamp_dirs
+
+    wd = Path(work_dir).expanduser()
+    if wd.exists() and not wd.is_dir():
+        return f"{wd} is a file, not a folder"
+    if not wd.exists():
+        why = _unwritable(wd)
+        return f"{wd}: {why}" if why else None
+    try:
+        names = sorted(p.name for p in wd.iterdir())
+    except OSError as exc:
+        return f"{wd}: cannot be read ({exc.strerror or exc})"
+    ckpts = sorted((n for n in names if CKPT_NAME.match(n)), key=lambda n: int(CKPT_NAME.match(n).group(1)))
+    owners = sorted({p.parent.name for p in (wd / "workbench").glob("*/run.json")})
+    if not owners:
+        with contextlib.suppress(Exception):  # naming the owner is a courtesy: a registry problem must not hide why
+            owners = [r.id for r in registry.runs_in(wd)]
+    whose = f"run {', '.join(owners[:3])}" if owners else "another run"
+    if ckpts:
+        shown = ckpts[0] if len(ckpts) == 1 else f"{ckpts[0]} ... {ckpts[-1]}"
+        return f"{wd} already holds checkpoints of {whose} ({shown})"
+    if owners:
+        return f"{wd} already holds the files of {whose}"
+    stamped = timestamp_dirs(wd)
+    if stamped:
+        return f"{wd} already holds the log of an earlier run ({stamped[-1][1].name}/)"
+    if "last_checkpoint" in names or (wd / "hf").is_dir():
+        return f"{wd} already holds the files of an earlier run ({'last_checkpoint' if 'last_checkpoint' in names else 'hf/'})"
+    why = _unwritable(wd)
+    return f"{wd}: {why}" if why else None
 
 
 def _free_port() -> int:
@@ -130,41 +252,62 @@ def build_command(config: Path, work_dir: Path, *, deepspeed: str | None, resume
 def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None = None,
               deepspeed: str | None = None, name: str | None = None, cfg_options: Sequence[str] = (),
               gpus: int | None = None, srun: str | None = None, env: Mapping[str, str] | None = None,
-              resume_from: str | None = None, parent_id: str | None = None,
-              cwd: str | os.PathLike | None = None, warn: Callable[[str], None] | None = None) -> Run:
+              resume_from: str | None = None, parent_id: str | None = None, overwrite: bool = False,
+              cwd: str | os.PathLike | None = None, warn: Callable[[str], None] | None = None,
+              announce: Callable[[Path], None] | None = None) -> Run:
     """Validate, then start a detached training run; return its `Run` once the supervisor is up.
 
-    Every check (config exists and loads with the cfg-options, DeepSpeed preset/JSON, work dir writable,
-    --gpus) runs before anything is written, and fails with a one-line `BadInput`. `env` overrides the
-    caller's environment for the child (a resume passes the original run's); `cwd` is where the tool runs
-    (default: here), which relative paths in the config and the arguments are read from. `warn` gets each
-    warning about the config (`config_warnings`) after the checks passed and before the run starts.
+    Every check runs before anything is written, and fails with a one-line `BadInput`: the config exists,
+    is an XTuner config and loads with the cfg-options; the DeepSpeed preset/JSON; the work dir (a fresh one,
+    `fresh_work_dir`, when none is given; a given one must be unused, `work_dir_problem`, unless the run
+    resumes from a checkpoint there or `overwrite`); and the pre-flight (`PREFLIGHT_CODES`: more GPUs than
+    visible, fp16 or 4-bit without CUDA, a missing model or data path; a `PreflightFailed` lists them all).
+    `env` overrides the caller's environment for the child (a resume passes the original run's) and is also
+    what the config is read with; `cwd` is where the tool runs (default: here). `announce` gets the work dir
+    and `warn` each warning about the config, after the checks passed and before the run starts.
     """
     base = Path(cwd).resolve() if cwd else Path.cwd()
     config = config if Path(config).expanduser().is_absolute() or not (base / config).exists() else base / config
     config_path = resolve_config(config)
     options = parse_cfg_options(list(cfg_options))
-    cfg = load_config(config_path, options)
-    facts = config_facts(cfg)
-    ds = resolve_deepspeed(deepspeed) if deepspeed else None
-    if gpus is not None and gpus < 1:
-        raise BadInput(f"--gpus {gpus}: must be at least 1")
-    wd = Path(work_dir).expanduser() if work_dir else Path(cfg.get("work_dir") or f"work_dirs/{config_path.stem}")
-    wd = (base / wd).resolve()
-    check_writable(wd)
-    warnings = config_warnings(config_path, facts, deepspeed=ds, cfg_options=options)
-    for w in warnings:
-        if warn:
-            warn(w)
-
     child_env = dict(os.environ)
     child_env.update(env or {})
     if gpus is not None:
+        if gpus < 1:
+            raise BadInput(f"--gpus {gpus}: must be at least 1")
         child_env["NPROC_PER_NODE"] = str(gpus)
     for key in ("NPROC_PER_NODE", "NNODES", "NODE_RANK"):
         if not str(child_env.get(key, "1")).isdigit():
             raise BadInput(f"{key}={child_env[key]}: not a number")
-    distributed = int(child_env.get("NPROC_PER_NODE", 1)) > 1 or int(child_env.get("NNODES", 1)) > 1
+    nproc = int(child_env.get("NPROC_PER_NODE", 1))
+    with _environ(env):
+        cfg = load_config(config_path, options)
+        facts = config_facts(cfg)
+        ds = resolve_deepspeed(deepspeed) if deepspeed else None
+        if work_dir:
+            wd = (base / Path(work_dir).expanduser()).resolve()
+            problem = None if (resume_from or overwrite) else work_dir_problem(wd)
+            if problem:
+                owners = [r.id for r in registry.runs_in(wd)] if wd.is_dir() else []
+                hint = (f"; continue it with `workbench resume {owners[-1] if owners else 'RUN'}`, choose another "
+                        "--work-dir, or pass --overwrite") if wd.is_dir() else ""
+                raise BadInput(f"--work-dir {problem}{hint}")
+        else:
+            root = cfg.get("work_dir")
+            wd = fresh_work_dir(config_path, name, root=(base / root) if root else base / WORK_DIRS / config_path.stem)
+        check_writable(wd)
+        report = inspect_report(config_path, deepspeed=ds, cfg_options=options, gpus=nproc if srun is None else None)
+    problems = preflight_problems(report, srun=srun)
+    if problems:
+        raise PreflightFailed(problems)
+    warnings = config_warnings(config_path, facts, report=report)
+    if announce:
+        announce(wd)
+    for w in warnings:
+        if warn:
+            warn(w)
+
+    distributed = nproc > 1 or int(child_env.get("NNODES", 1)) > 1
     if distributed and srun is None:
         child_env.setdefault("PORT", str(_free_port()))
     if (ds or facts.get("deepspeed_in_config")) and not distributed and srun is None:
@@ -186,7 +329,8 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
         run_dir=str(run_dir), command=command, env={k: child_env[k] for k in RECORDED_ENV if k in child_env},
         cfg_options=list(cfg_options), deepspeed=ds, host=socket.gethostname(), started_at=time.time(),
         status=RunStatus.RUNNING, parent_id=parent_id, resume_from=resume_from,
-        max_iters=facts.get("max_iters"), meta={"cwd": str(base), "srun": srun, "warnings": warnings, **facts},
+        max_iters=facts.get("max_iters"), meta={"cwd": str(base), "srun": srun, "warnings": warnings, **facts,
+                                               **({"overwrite": True} if overwrite else {})},
     )
     registry.add(run, config_text)
     supervisor = [sys.executable, "-m", "workbench.runs.supervise", str(run_dir), "--", *command]
@@ -227,31 +371,63 @@ def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
     return ckpts[-1].path if ckpts else None
 
 
-def resume_run(ref: str | Run, *, iteration: int | None = None, name: str | None = None) -> Run:
+def checkpoint_owner(path: str | os.PathLike) -> Run | None:
+    """The registered run that wrote checkpoint `path` (by its time, `attribute_checkpoints`), else None."""
+    from workbench.runs.checkpoints import attribute_checkpoints, list_checkpoints
+
+    path = Path(path).resolve()
+    runs = registry.runs_in(path.parent)
+    if not runs:
+        return None
+    if len(runs) == 1:
+        return runs[0]
+    for c in attribute_checkpoints(list_checkpoints(path.parent), runs):
+        if Path(c.path).resolve() == path and c.written_by:
+            return next(r for r in runs if r.id == c.written_by)
+    return None
+
+
+def resume_run(ref: str | Run, *, iteration: int | None = None, name: str | None = None,
+               max_iters: int | None = None) -> Run:
     """Start a new run that continues `ref` from its last checkpoint (or from ``iter_<iteration>.pth``).
 
     It uses the original config path (not the work-dir copy, whose relative paths may point elsewhere),
-    the same work dir, cfg-options, DeepSpeed setting and recorded environment, and links to the original.
+    the same work dir, cfg-options, DeepSpeed setting and recorded environment, and links to the original
+    (`parent_id`). A run that finished has nothing left to train: it is refused unless `max_iters` asks to
+    continue past its end (``train_cfg.max_iters=N``, N above the iterations it reached).
     """
-    from workbench.runs.checkpoints import checkpoint_at, validate_checkpoint
+    from workbench.runs.checkpoints import checkpoint_at, run_checkpoints, validate_checkpoint
 
     run = registry.get(ref) if isinstance(ref, str) else registry.refresh(ref)
     if run.status is RunStatus.RUNNING:
         raise BadInput(f"run {run.id} is still running; stop it first (`workbench stop {run.id}`)")
+    reached = run.max_iters or 0
+    if max_iters is not None and max_iters <= reached:
+        raise BadInput(f"--max-iters {max_iters}: run {run.id} already trained {reached} iterations; give more")
+    if run.status is RunStatus.FINISHED and max_iters is None and iteration is None:
+        raise BadInput(f"run {run.id} finished all {reached or 'its'} iterations; to train on, resume with "
+                       f"--max-iters N (N > {reached})" if reached else
+                       f"run {run.id} finished; to train on, resume with --max-iters N")
     if iteration is not None:
         ckpt = checkpoint_at(run.work_dir, iteration).path
     else:
-        ckpt = last_checkpoint(run.work_dir)
+        own = run_checkpoints(run)
+        last = last_checkpoint(run.work_dir)
+        # mmengine's last_checkpoint may point at another run's file in a shared folder: take the run's own
+        ckpt = last if last and any(c.path == last for c in own) else (own[-1].path if own else None)
         if ckpt is None:
             raise BadInput(f"run {run.id}: no checkpoint in {run.work_dir} to resume from")
-    validate_checkpoint(ckpt)
+    validate_checkpoint(ckpt, deep=True)
     config = run.config_path
     if not Path(config).is_file():
         config = str(run.config_copy if run.config_copy.is_file() else "")
         if not config:
             raise BadInput(f"run {run.id}: its config {run.config_path} is gone")
     cwd = run.meta.get("cwd")
-    return start_run(config, work_dir=run.work_dir, deepspeed=run.deepspeed, cfg_options=run.cfg_options,
+    options = list(run.cfg_options)
+    if max_iters is not None:
+        options = [o for o in options if not o.startswith("train_cfg.max_iters=")] + [f"train_cfg.max_iters={max_iters}"]
+    return start_run(config, work_dir=run.work_dir, deepspeed=run.deepspeed, cfg_options=options,
                      srun=run.meta.get("srun"), env=run.env, resume_from=ckpt, parent_id=run.id,
                      name=name or run.name, cwd=cwd if cwd and Path(cwd).is_dir() else None)
 

@@ -101,6 +101,11 @@ class Checkpoint:
     adapter_path: str | None = None
     #: The one `last_checkpoint` points at (what `workbench resume` continues from).
     is_last: bool = False
+    #: The run that wrote it, told by its time against the runs of the work dir (`checkpoints.run_checkpoints`).
+    written_by: str | None = None
+    #: True when several runs used the work dir and its time fits none of them (a copy that lost the times):
+    #: it may be another run's file.
+    uncertain: bool = False
 
     @property
     def converted(self) -> bool:

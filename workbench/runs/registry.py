@@ -34,6 +34,10 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
 """
 
 
+#: How long a write waits for another process's write to finish (SQLite's busy timeout).
+BUSY_TIMEOUT_S = 10.0
+
+
 def db_path() -> Path:
     return data_dir() / "runs.sqlite3"
 
@@ -44,9 +48,9 @@ def _connect(create: bool = True) -> Iterator[sqlite3.Connection | None]:
     if path is None:
         yield None
         return
-    con = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        con.execute("PRAGMA busy_timeout = 10000")
+        con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = NORMAL")
         if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
@@ -175,7 +179,13 @@ def refresh(run: Run) -> Run:
         run.ended_at = state.ended_at
         changes.update(status=state.status, exit_code=state.exit_code, reason=state.reason, ended_at=state.ended_at)
     if changes:
-        update(run.id, **changes)
+        try:
+            update(run.id, **changes)
+        except sqlite3.OperationalError as exc:
+            # Another process held the database longer than the busy timeout. The status is derived again
+            # on every read and stored by the next one, so a listing must not fail for want of the cache.
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
     return run
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -72,9 +73,34 @@ def last_error(path: Path, *, mmengine_records: bool = False) -> ErrorEvent | No
     return (oom or real or errors)[-1]
 
 
+#: A Python exception's last line, as printed at the end of a traceback, also with torchrun's ``[rank0]:``
+#: prefix. Matched line by line, so tracebacks of several ranks printed into each other still give it.
+_EXCEPTION_LINE = re.compile(r"^(?:\[(?:default)?rank\d+\]:\s?)?((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*"
+                             r"(?:Error|Exception|Interrupt|Failure|Warning)(?::.*)?)$")
+#: Lines that end every torchrun failure and say nothing about the cause.
+_LAUNCHER_NOISE = ("ChildFailedError", "SignalException")
+
+
+def last_exception_line(lines: list[str]) -> str | None:
+    """The last exception line of a console capture that is not the launcher's own summary."""
+    for line in reversed(lines):
+        m = _EXCEPTION_LINE.match(line.rstrip())
+        if m and not any(n in m.group(1) for n in _LAUNCHER_NOISE) and "Warning" not in m.group(1).split(":")[0]:
+            return m.group(1).strip()
+    return None
+
+
 def failure_reason(run: Run, code: int | None) -> str:
-    """One line saying why a run failed: its last exception, else how the process ended."""
+    """One line saying why a run failed, from its own output: an out-of-memory error, else the last
+    exception (of any rank; torchrun's summary skipped), else mmengine's last ERROR, else the signal that
+    killed it, else the last lines the tool printed. Never just "exit code 1" when the output says more."""
+    lines = _tail_lines(run.stdout_path)
     err = last_error(run.stdout_path)
+    if err is not None and err.error == "oom":
+        return err.message
+    exc = last_exception_line(lines)
+    if exc:
+        return exc
     if err is None and run.log_path:
         err = last_error(Path(run.log_path), mmengine_records=True)
     if err is not None:
@@ -82,6 +108,9 @@ def failure_reason(run: Run, code: int | None) -> str:
     if code is not None and code < 0:
         name = procs.signal_name(-code)
         return f"killed by {name}" + (" (the kernel's out-of-memory killer sends this)" if name == "SIGKILL" else "")
+    said = [ln.strip() for ln in lines if ln.strip()][-2:]
+    if said:
+        return f"exit code {code}: " + " | ".join(said)[-300:]
     return f"exit code {code}" if code is not None else "ended without an exit code"
 
 
@@ -119,8 +148,13 @@ def derive_state(run: Run) -> RunState:
         if code == 0:
             return RunState(RunStatus.FINISHED, 0, ended)
         return RunState(RunStatus.FAILED, code, ended, failure_reason(run, code))
-    return RunState(RunStatus.LOST, None, ended,
-                    "no process and no recorded exit: the machine rebooted or the supervisor was killed")
+    if boot and boot == procs.boot_id():
+        why = "the supervisor was killed (no exit was recorded; its training process was ended with it)"
+    elif boot:
+        why = "the machine rebooted while it ran (no exit was recorded)"
+    else:
+        why = "no process and no recorded exit: the machine rebooted or the supervisor was killed"
+    return RunState(RunStatus.LOST, None, ended, why)
 
 
 def _derive_imported(run: Run) -> RunState:

@@ -7,7 +7,8 @@ It writes ``pid.json``, runs CMD (the training tool) in the same session, waits,
 status of a run is known later without any workbench process having stayed alive.
 
 SIGINT and SIGTERM sent to the session by `workbench stop` reach the tool directly; the supervisor only
-notes them and keeps waiting, so it can still record how the tool ended.
+notes them and keeps waiting, so it can still record how the tool ended. If the supervisor itself is
+killed, the tool gets SIGTERM (PR_SET_PDEATHSIG) instead of training on unrecorded.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, note)
     try:
-        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(pid))
     except OSError as exc:
         print(f"workbench: could not start {cmd[0]}: {exc}", file=sys.stderr, flush=True)
         _write_exit(run_dir, 127, received)
@@ -52,6 +53,27 @@ def main(argv: list[str]) -> int:
     code = child.wait()
     _write_exit(run_dir, code, received)
     return code if code >= 0 else 128 - code
+
+
+def _die_with_parent(parent: int):
+    """A preexec function: the tool gets SIGTERM when the supervisor dies (even by SIGKILL), so a killed
+    supervisor leaves no training process behind that nobody records; torchrun passes SIGTERM on to its
+    workers. Linux only (prctl); elsewhere the tool outlives a killed supervisor, as before."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+    def set_pdeathsig() -> None:
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_pdeathsig if sys.platform.startswith("linux") else None
 
 
 def _write_exit(run_dir: Path, code: int, received: list[str]) -> None:

@@ -73,7 +73,7 @@ class WorkbenchApp(WorkerErrors, App[None]):
         Binding("f1,1", "switch_mode('runs')", "Runs screen", show=False, id="app.screen_runs"),
         Binding("f2,2", "switch_mode('chat')", "Chat screen", show=False, id="app.screen_chat"),
         Binding("f3,3", "switch_mode('eval')", "Eval screen", show=False, id="app.screen_eval"),
-        Binding("f10,question_mark", "toggle_keys", "Keys panel", show=False, id="app.keys"),
+        Binding("f10,question_mark", "toggle_keys", "Keys of this screen", show=False, id="app.keys"),
     ]
 
     def __init__(
@@ -128,10 +128,13 @@ class WorkbenchApp(WorkerErrors, App[None]):
             pass
 
     def action_toggle_keys(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """The keys of the screen in front, its own first (F10 / ?); again (or Escape) closes them."""
+        from workbench.tui.screens.keys import KeysScreen
+
+        if isinstance(self.screen, KeysScreen):
+            self.screen.dismiss(None)
         else:
-            self.action_show_help_panel()
+            self.push_screen(KeysScreen(self.screen))
 
     # Cross-screen navigation (the Runs screen's checkpoint actions, the palette). The request waits in
     # `pending` until the target screen is shown: it picks it up in its ScreenResume handler.
@@ -140,6 +143,16 @@ class WorkbenchApp(WorkerErrors, App[None]):
         if models:
             self.pending["chat"] = models
         self.switch_mode("chat")
+
+    def open_runs_tab(self, tab: str) -> None:
+        """Switch to Runs with tab `tab` (``tab-log``...) shown and focused."""
+        from workbench.tui.screens.runs import RunsScreen
+
+        if isinstance(self.screen, RunsScreen):
+            self.screen.action_show_tab(tab)
+            return
+        self.pending["runs_tab"] = tab
+        self.switch_mode("runs")
 
     def open_eval(self, run_id: str | None = None, iters: str | None = None) -> None:
         """Switch to Eval with a run (and optionally some of its checkpoints: ``"10,last"``) chosen."""
@@ -168,7 +181,7 @@ class WorkbenchApp(WorkerErrors, App[None]):
             return
         self.notify("The run finished: every checkpoint is being scored (Eval)", timeout=8)
         self.pending["eval"] = {"run": message.run_id, "start": True, "variables": self.demo.get("variables"),
-                                "iters": self.demo.get("iters")}
+                                "iters": self.demo.get("iters"), "evalsets": self.demo.get("evalsets")}
         self.switch_mode("eval")
 
     def demo_sweep_done(self, report) -> None:

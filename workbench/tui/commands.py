@@ -22,8 +22,13 @@ class WorkbenchCommands(Provider):
             ("go: Runs", partial(app.switch_mode, "runs"), "Runs: status, metrics, log, samples, checkpoints"),
             ("go: Chat", partial(app.switch_mode, "chat"), "Chat with the base, adapters and checkpoints"),
             ("go: Eval", partial(app.switch_mode, "eval"), "Sweep checkpoints: forgetting curve and verdict"),
-            ("keys: Show or hide the key bindings panel", app.action_toggle_keys, "Every key of this screen"),
+            ("keys: Show the keys of this screen", app.action_toggle_keys, "This screen's own keys first (F10, ?)"),
         ]
+        from workbench.tui.screens.runs import TABS
+
+        # Every tab of the Runs screen, from any screen: the palette is where a forgotten key is found.
+        out += [(f"go: Runs › {title} tab", partial(app.open_runs_tab, pane), f"The selected run's {title.lower()}")
+                for pane, title, _ in TABS]
         screen_commands = getattr(self.screen, "palette_commands", None)
         if screen_commands is not None:
             out.extend(screen_commands())

@@ -8,12 +8,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The hyperparameters the start form edits: (form label, `ConfigReport` field, the key training reads it
+#: from). The dotted keys matter: ``--cfg-options lr=1e-4`` would change only the top-level name, which the
+#: config had already copied into ``optim_wrapper.optimizer.lr`` (the inspection warns about exactly that).
+START_FIELDS = (
+    ("max_iters", "max_iters", "train_cfg.max_iters"),
+    ("lr", "lr", "optim_wrapper.optimizer.lr"),
+    ("batch size", "batch_size", "train_dataloader.batch_size"),
+    ("save_steps", "save_steps", "default_hooks.checkpoint.interval"),
+)
+#: An epoch-based config trains for ``train_cfg.max_epochs`` (XTuner's TrainLoop refuses both at once).
+EPOCHS_FIELD = ("max_epochs", "max_epochs", "train_cfg.max_epochs")
 
-def inspect_summary(config: str) -> str:
-    """The config inspection (`workbench inspect`): its fields and warnings, as shown before a start."""
-    from workbench.data.inspect import format_report, inspect_config
 
-    return format_report(inspect_config(config))
+def inspect_for_start(config: str, cfg_options: list[str], name: str | None):
+    """What the start form shows: the inspection with the form's cfg-options (its report and text) and
+    a fresh work dir for a run of `config` called `name` (`workbench.runs.launch.fresh_work_dir`)."""
+    from workbench.data.inspect import format_report, inspect_config, parse_cfg_options
+    from workbench.runs.launch import fresh_work_dir
+
+    report = inspect_config(config, cfg_options=parse_cfg_options(list(cfg_options)) or None)
+    return report, format_report(report), str(fresh_work_dir(config, name or None))
+
+
+def work_dir_problem(work_dir: str) -> str | None:
+    """Why a new run must not write into `work_dir` (another run's checkpoints...), or None."""
+    from workbench.runs.launch import work_dir_problem as problem
+
+    return problem(work_dir)
+
+
+def last_train_metrics(run, tail_bytes: int = 256 << 10):
+    """The last training `MetricsEvent` in the tail of a run's mmengine log (None if none is there yet).
+
+    The runs list fills every row with it, not only the highlighted run's (an ended run's numbers do not
+    change, so one read of its log's tail is enough)."""
+    from workbench.runs.follow import find_log_file
+    from workbench.runs.logparse import LogFollower
+
+    path = find_log_file(run)
+    if path is None or not path.exists():
+        return None
+    follower = LogFollower(path, offset=max(0, path.stat().st_size - tail_bytes))
+    try:
+        events = follower.poll()
+    finally:
+        follower.close()
+    return next((ev for ev in reversed(events) if ev.kind == "metrics" and ev.mode == "train"), None)
 
 
 def convert_checkpoint(run, ck) -> str:
@@ -52,16 +93,21 @@ def run_config(run) -> str | None:
     return resolve_targets(Request(run=run.id), need_checkpoints=False).config
 
 
-def adapter_name(run, iteration: int) -> str:
+def adapter_name(run, iteration: int, runs: list | None = None) -> str:
     """The variant name of a run's checkpoint in chat: ``<run name>-iter_<N>``, in the characters an
-    adapter name may hold (torch module names: no dot)."""
+    adapter name may hold (torch module names: no dot). When another of `runs` has the same name (the same
+    config started twice), the run id is added (``<run name>-<id>-iter_<N>``), so names tell runs apart."""
     import re
 
-    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', run.name)}-iter_{iteration}"
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", run.name)
+    shared = any(r.name == run.name and r.id != run.id for r in runs or [])
+    return f"{name}-{run.id}-iter_{iteration}" if shared else f"{name}-iter_{iteration}"
 
 
-def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
-    """A default base (the newest run's) and every checkpoint of every run: ``(name, path, config)``.
+def chat_candidates() -> tuple[str | None, list[tuple[str, str, str, str]]]:
+    """A default base (the newest run's) and every checkpoint of every run: ``(name, path, config, label)``,
+    newest run first; `label` names the run and the checkpoint as the picker lists them
+    (``tiny_cpu_lora/iter_60  run 7679c3``).
 
     A converted checkpoint is offered as its adapter folder (faster to attach), others as ``iter_N.pth``.
     Read the way the chat session reads them (the work dir's config copy names the base).
@@ -71,8 +117,9 @@ def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
     from workbench.runs.checkpoints import list_checkpoints
 
     base = None
-    items: list[tuple[str, str, str]] = []
-    for run in reversed(registry.list_runs()):
+    items: list[tuple[str, str, str, str]] = []
+    runs = registry.list_runs()
+    for run in reversed(runs):
         config = xtuner_ckpt.work_dir_config(run.work_dir)
         if base is None and config is not None:
             try:
@@ -80,7 +127,8 @@ def chat_candidates() -> tuple[str | None, list[tuple[str, str, str]]]:
             except Exception:  # noqa: BLE001 - an unreadable config names no base; its checkpoints still count
                 pass
         for ck in reversed(list_checkpoints(run.work_dir)):
-            items.append((adapter_name(run, ck.iteration), ck.adapter_path or ck.path, str(config or "")))
+            label = f"{run.name}/iter_{ck.iteration}  run {run.id}"
+            items.append((adapter_name(run, ck.iteration, runs), ck.adapter_path or ck.path, str(config or ""), label))
     return base, items
 
 
@@ -105,6 +153,39 @@ def sweep_run(run_id: str, sets: list[str], progress, settings=None, variables: 
     report = sweep_report(req, progress=progress)
     evalset, _ = load_evalsets(req.evalsets, report.meta.get("vars") or {})
     return report, {item.id: list(item.answers) for item in evalset.items}
+
+
+class _NotCached(Exception):
+    pass
+
+
+def cached_sweep(run_id: str, sets: list[str], settings=None, variables: dict | None = None,
+                 iters: str | None = None):
+    """`sweep_run`'s result when every reply it needs is already cached, else None; never loads a model.
+
+    The sweep looks a target's replies up in the cache, reports progress, and only then loads a model
+    for what is missing: a progress callback that stops it at the first target not fully cached keeps
+    it from generating anything. (The eval core has no cache-only mode of its own.)
+    """
+    from workbench.errors import WorkbenchError
+    from workbench.evals.evaluate import Request, resolve_targets
+
+    try:
+        targets = len(resolve_targets(Request(run=run_id, iters=iters)).targets)
+    except WorkbenchError:  # no base, no checkpoints...: `g` will say so; a probe stays quiet
+        return None
+    seen: list[str] = []
+
+    def progress(done: int, total: int, label: str) -> None:
+        if label not in seen:
+            seen.append(label)
+        if not targets or done != len(seen) * (total // targets):
+            raise _NotCached()
+
+    try:
+        return sweep_run(run_id, sets, progress, settings, variables, iters)
+    except (_NotCached, WorkbenchError):
+        return None
 
 
 # -- chat ------------------------------------------------------------------------------------------------
@@ -162,6 +243,19 @@ def list_conversations() -> list[tuple[str, str]]:
     out = []
     for c in convs.list_all():
         turns = sum(m["role"] == "user" for m in c.messages)
+        counts = [f"{turns} turn{'s' if turns != 1 else ''}"] if turns or not c.comparisons else []
+        if c.comparisons:
+            counts.append(f"{len(c.comparisons)} compared")
         when = time.strftime("%m-%d %H:%M", time.localtime(c.updated or c.created))
-        out.append((c.id, f"{when}  {c.display_title[:40]}  ({turns} turns)"))
+        title = c.display_title if c.messages or c.title or not c.comparisons else c.comparisons[0].get("prompt", "")
+        out.append((c.id, f"{when}  {title[:40]}  ({', '.join(counts)})"))
     return out
+
+
+def saved_comparisons(conversation_id: str) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """The side-by-side comparisons a saved conversation holds: ``(prompt, [(variant, answer), ...])``,
+    each answer the saved record (``text``, ``stop_reason``)."""
+    from workbench.models import conversations as convs
+
+    return [(c.get("prompt", ""), [(a.get("variant", ""), a) for a in c.get("answers", [])])
+            for c in convs.find(conversation_id).comparisons]

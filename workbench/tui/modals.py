@@ -7,11 +7,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, SelectionList, Static
+from textual.widgets import Button, Footer, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
 
 class _Modal(ModalScreen):
+    """A dialog with its own footer: the screen behind must not advertise its keys (its `n New run`
+    while `n` means No here). Subclasses end their compose with ``yield Footer()``."""
+
     DEFAULT_CSS = """
     _Modal { align: center middle; }
     _Modal > Vertical {
@@ -51,6 +54,7 @@ class ConfirmModal(_Modal):
             with Horizontal():
                 yield Button("Yes (y)", id="yes", variant="primary")
                 yield Button("No (n)", id="no")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#yes", Button).focus()
@@ -79,6 +83,7 @@ class PromptModal(_Modal):
             yield Input(self.value, placeholder=self.placeholder, id="prompt")
             if self.hint:
                 yield Static(self.hint, classes="hint")
+        yield Footer()
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -97,6 +102,7 @@ class PickModal(_Modal):
             yield Label(self.title_text, classes="title")
             yield OptionList(*[Option(label, id=oid) for oid, label in self.options], id="pick")
             yield Static(self.hint or "Enter picks, Escape cancels", classes="hint")
+        yield Footer()
 
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
@@ -120,6 +126,7 @@ class PickManyModal(_Modal):
             yield Label(self.title_text, classes="title")
             yield SelectionList[str](*[(label, oid, sel) for oid, label, sel in self.options], id="pick-many")
             yield Static(f"Space toggles, Enter confirms ({self.least}-{self.most}), Escape cancels", classes="hint")
+        yield Footer()
 
     def action_done(self) -> None:
         chosen = self.query_one(SelectionList).selected

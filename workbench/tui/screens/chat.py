@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
@@ -29,9 +30,19 @@ from workbench.tui.widgets.transcript import ReplyChunk, ReplyDone, TokenBatcher
 
 
 class SessionReady(Message):
-    def __init__(self, session, spec: dict) -> None:
+    def __init__(self, session, spec: dict, comparisons: list | None = None) -> None:
         super().__init__()
         self.session, self.spec = session, spec
+        self.comparisons = comparisons  # a reopened conversation's saved comparisons (None: not a reopen)
+
+
+@dataclass
+class SavedReply:
+    """A compared reply read back from a saved conversation (what `reply_info` needs of a `Reply`)."""
+
+    text: str
+    stop_reason: str | None = None
+    tokens: int | None = None
 
 
 class LoadFailed(Message):
@@ -50,11 +61,14 @@ class Compared(Message):
 
 def reply_info(variant: str, reply, seconds: float | None = None) -> str:
     """The line under a reply; the variant last, as compare panes are narrow and titled with it."""
-    speed = f" · {reply.tokens / seconds:.0f} tok/s" if seconds else ""
-    return f"{reply.tokens} tokens · {reply.stop_reason}{speed} · {variant}"
+    speed = f" · {reply.tokens / seconds:.0f} tok/s" if seconds and reply.tokens else ""
+    tokens = f"{reply.tokens} tokens · " if reply.tokens is not None else ""
+    return f"{tokens}{reply.stop_reason or 'saved'}{speed} · {variant}"
 
 
 class ChatScreen(WorkerErrors, Screen):
+    HELP_TITLE = "Chat screen"
+
     BINDINGS = [
         Binding("ctrl+o", "models", "Models", id="chat.models"),
         Binding("ctrl+t", "swap", "Swap adapter", id="chat.swap"),
@@ -129,8 +143,15 @@ class ChatScreen(WorkerErrors, Screen):
                 self.app.call_from_thread(self.query_one("#models-line", Static).update, f"loading … {note}")
 
         try:
-            self.post_message(SessionReady(open_chat_session(spec, session, self.app.settings, conversation_id,
-                                                             notice=loading), spec))
+            opened = open_chat_session(spec, session, self.app.settings, conversation_id, notice=loading)
+            if conversation_id:
+                from workbench.tui.core import saved_comparisons
+
+                saved = [(prompt, [(v, SavedReply(a.get("text", ""), a.get("stop_reason"), a.get("tokens")))
+                                   for v, a in answers]) for prompt, answers in saved_comparisons(conversation_id)]
+            else:
+                saved = None
+            self.post_message(SessionReady(opened, spec, saved))
         except Exception:
             self.post_message(LoadFailed())  # the line says "loading": put back what is loaded
             raise  # and the error becomes a notification (WorkerErrors)
@@ -144,8 +165,20 @@ class ChatScreen(WorkerErrors, Screen):
     async def on_session_ready(self, message: SessionReady) -> None:
         if self.session is not None and self.session is not message.session:
             self.session.close()
+        fresh = self.session is not message.session
         self.session, self.spec = message.session, message.spec
         compare = [v for v in message.spec.get("compare") or [] if v in self.session.variants]
+        if message.comparisons is not None:  # a reopened conversation: its comparisons come back with it
+            self.comparisons = message.comparisons
+            last = [v for v, _ in self.comparisons[-1][1] if v in self.session.variants] if self.comparisons else []
+            compare = last if len(last) > 1 else compare
+            # and it answers with the variant that answered last, as it did when it was saved
+            answered = next((m.get("variant") for m in reversed(self.session.messages)
+                             if m["role"] == "assistant" and m.get("variant") in self.session.variants), None)
+            if answered:
+                self.session.switch(answered)
+        elif fresh:
+            self.comparisons = []
         await self._set_variants(compare if len(compare) > 1 else [])
         for note in self.session.notices:
             if note.startswith("warning"):
@@ -222,14 +255,24 @@ class ChatScreen(WorkerErrors, Screen):
             await self._set_variants(picked)
 
     async def _set_variants(self, variants: list[str]) -> None:
-        if variants != self.variants:
-            self.comparisons = []
         self.variants = variants
         box = self.query_one("#transcripts", Horizontal)
         await box.remove_children()
         if len(variants) > 1:
-            await box.mount_all([Transcript(title=v, id=f"transcript-{i}", classes="compare")
-                                 for i, v in enumerate(variants)])
+            panes = [Transcript(title=v, id=f"transcript-{i}", classes="compare") for i, v in enumerate(variants)]
+            await box.mount_all(panes)
+            # The conversation's comparisons so far (saved ones after a reopen) that involve these variants.
+            for prompt, replies in self.comparisons:
+                answers = dict(replies)
+                if not any(v in answers for v in variants):
+                    continue
+                for pane in panes:
+                    pane.add_user(prompt)
+                    reply = answers.get(pane.title)
+                    if reply is None:
+                        pane.add_reply("", "(not in this comparison)")
+                    else:
+                        pane.add_reply(reply.text, reply_info(pane.title, reply))
         else:
             transcript = Transcript(id="transcript-0")
             await box.mount(transcript)
@@ -318,6 +361,7 @@ class ChatScreen(WorkerErrors, Screen):
             self._cancel.set()
         if self.session is not None:
             self.session.reset()
+        self.comparisons = []
         await self._set_variants([])
 
     def action_open(self) -> None:

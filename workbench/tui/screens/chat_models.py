@@ -8,16 +8,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import Input, Label, Select, SelectionList, Static
+from textual.widgets import Footer, Input, Label, Select, SelectionList, Static
 
 from workbench.tui.app import WorkerErrors
 from workbench.tui.modals import _Modal
 
 
 class Candidates(Message):
-    def __init__(self, base: str | None, items: list[tuple[str, str, str]]) -> None:
+    def __init__(self, base: str | None, items: list[tuple[str, str, str, str]]) -> None:
         super().__init__()
-        self.base, self.items = base, items  # items: (name, path, config)
+        self.base, self.items = base, items  # items: (variant name, path, config, label)
 
 
 class ModelsModal(WorkerErrors, _Modal):
@@ -40,7 +40,9 @@ class ModelsModal(WorkerErrors, _Modal):
             yield Select([(b, b) for b in BACKENDS], value=self.current.get("backend") or self.default_backend,
                          allow_blank=False, id="backend")
             yield SelectionList[str](id="adapters")
-            yield Static("Space toggles a checkpoint; the base always stays available.", classes="hint")
+            yield Static("Space toggles a checkpoint (run name/checkpoint, newest run first); the base always "
+                         "stays available.", classes="hint")
+        yield Footer()
 
     def on_mount(self) -> None:
         # set_focus, not focus(): focus() is deferred, and a deferred focus could land after the checkpoints
@@ -61,9 +63,9 @@ class ModelsModal(WorkerErrors, _Modal):
             base_input.value = message.base
         attached = set(self.current.get("adapters") or {})
         sel = self.query_one("#adapters", SelectionList)
-        for name, path, config in message.items:
+        for name, path, config, label in message.items:
             self.items[name] = (path, config)
-            sel.add_option((name, name, name in attached))
+            sel.add_option((label, name, name in attached))
         if message.items and sel.highlighted is None:
             sel.highlighted = 0  # Space then toggles the newest checkpoint, as the keys suggest
         if message.items and base_input.value:

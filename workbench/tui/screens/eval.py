@@ -22,7 +22,8 @@ from workbench.tui.widgets.chart import Chart, Series
 from workbench.tui.widgets.navbar import NavBar
 
 SETS = [("identity", "identity: who the model says it is (and leak on general prompts)"),
-        ("general", "general: facts the base knew (forgetting)")]
+        ("general", "general: facts the base knew (forgetting)"),
+        ("general_en", "general_en: English questions for a real model (SmolLM2)")]
 
 
 class SweepProgress(Message):
@@ -35,6 +36,14 @@ class SweepDone(Message):
     def __init__(self, report, expected: dict[str, list[str]]) -> None:
         super().__init__()
         self.report, self.expected = report, expected
+
+
+class CachedReport(Message):
+    """The report of the chosen target from the reply cache alone (no model loaded), for `key`."""
+
+    def __init__(self, key: tuple, report, expected: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.key, self.report, self.expected = key, report, expected
 
 
 class RunsForEval(Message):
@@ -51,7 +60,15 @@ def pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.0f}%"
 
 
+def lost_of(row) -> str:
+    """ "9/169" (lost of the base's known general prompts), "-" without a paired base row."""
+    p = row.agg.paired
+    return f"{p['lost']}/{p['base_known']}" if p and p.get("n") else "-"
+
+
 class EvalScreen(WorkerErrors, Screen):
+    HELP_TITLE = "Eval screen"
+
     BINDINGS = [
         Binding("o", "choose_run", "Run", id="eval.run"),
         Binding("e", "choose_sets", "Eval sets", id="eval.sets"),
@@ -66,7 +83,7 @@ class EvalScreen(WorkerErrors, Screen):
         super().__init__()
         self.run_id: str | None = None
         self.run_label = ""
-        self.sets = [s for s, _ in SETS]
+        self.sets = ["identity", "general"]  # general_en is chosen for a real model (the real world's demo does)
         self.iters: str | None = None  # "10,30,last": only these checkpoints (None: all)
         self.variables: dict[str, str] = {}  # {name}, {org} of the identity answers (default: the run's recipe)
         self.report = None
@@ -82,7 +99,9 @@ class EvalScreen(WorkerErrors, Screen):
             yield Static("", id="eval-progress-label")
         yield Chart("forgetting curve", lo=0.0, hi=1.0, id="curve")
         table = DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("checkpoint", "identity", "general", "leak", "loop", "flags")
+        # "lost" is the paired count against the base (9/169: lost 9 of the 169 the base knew), the evidence
+        # behind a "forgetting" flag; the core computes it, the screen only shows it.
+        table.add_columns("checkpoint", "identity", "general", "lost", "leak", "loop", "flags")
         yield table
         with VerticalScroll(id="verdict-box"):
             yield Static("", id="verdict")
@@ -109,7 +128,10 @@ class EvalScreen(WorkerErrors, Screen):
             self.run_id = self.run_label = str(request["run"])
             self.variables = dict(request.get("variables") or self.variables)
             self.iters = request.get("iters")
+            if request.get("evalsets"):  # the demo's world says which sets fit its model
+                self.sets = list(request["evalsets"])
             self._list_runs()
+            self._target_changed(probe=not request.get("start"))
             if request.get("start"):
                 self.action_start()
 
@@ -131,7 +153,10 @@ class EvalScreen(WorkerErrors, Screen):
         wanted = self.run_id or self.app.select_run
         for run in self._runs:
             if wanted in (run.id, run.name) or (self.run_id is None and wanted is None):
+                changed = run.id != self.run_id
                 self.run_id, self.run_label = run.id, f"{run.id} ({run.name})"
+                if changed:
+                    self._target_changed()
                 break
         self._show_target()
 
@@ -145,8 +170,11 @@ class EvalScreen(WorkerErrors, Screen):
         def chosen(run_id: str | None) -> None:
             if run_id:
                 run = next(r for r in self._runs if r.id == run_id)
+                changed = run.id != self.run_id
                 self.run_id, self.run_label = run.id, f"{run.id} ({run.name})"
                 self._show_target()
+                if changed:
+                    self._target_changed()
 
         self.app.push_screen(PickModal("Run to sweep", options), chosen)
 
@@ -155,6 +183,7 @@ class EvalScreen(WorkerErrors, Screen):
             if sets:
                 self.sets = sets
                 self._show_target()
+                self._target_changed()
 
         options = [(s, label, s in self.sets) for s, label in SETS]
         self.app.push_screen(PickManyModal("Eval sets", options, least=1), chosen)
@@ -168,6 +197,7 @@ class EvalScreen(WorkerErrors, Screen):
         if text is not None:
             self.iters = text.replace(" ", "") or None
             self._show_target()
+            self._target_changed()
 
     def action_variables(self) -> None:
         current = " ".join(f"{k}={v}" for k, v in self.variables.items())
@@ -185,6 +215,36 @@ class EvalScreen(WorkerErrors, Screen):
         except Exception as exc:  # noqa: BLE001
             self.app.report_error(exc, "Variables")
         self._show_target()
+        self._target_changed()
+
+    # -- a new target: clear what belonged to the previous one, show its cached report at once ----------
+    def _key(self) -> tuple:
+        return (self.run_id, tuple(self.sets), self.iters, tuple(sorted(self.variables.items())))
+
+    def _target_changed(self, probe: bool = True) -> None:
+        """The run (or sets, checkpoints, names) changed: the curve, table and verdict shown belonged to the
+        previous target, so they go; if the reply cache already holds the new one, it is shown at once."""
+        self.report, self.rows, self.expected = None, [], {}
+        curve = self.query_one("#curve", Chart)
+        curve.x_note = ""
+        curve.set_series([])
+        self.query_one("#eval-table", DataTable).clear()
+        self.query_one("#verdict", Static).update("")
+        if probe and self.run_id is not None:
+            self._load_cached(self._key(), self.run_id, list(self.sets), dict(self.variables), self.iters)
+
+    @work(thread=True, exclusive=True, group="eval-cached", exit_on_error=False, description="Reading cached replies")
+    def _load_cached(self, key: tuple, run_id: str, sets: list[str], variables: dict, iters: str | None) -> None:
+        from workbench.tui.core import cached_sweep
+
+        found = cached_sweep(run_id, sets, self.app.settings, variables, iters)
+        if found is not None:
+            self.post_message(CachedReport(key, *found))
+
+    def on_cached_report(self, message: CachedReport) -> None:
+        # Only for the target still chosen, and never over a sweep's own result.
+        if message.key == self._key() and self.report is None:
+            self.show_report(message.report, message.expected)
 
     def action_start(self) -> None:
         if self.run_id is None:
@@ -256,8 +316,8 @@ class EvalScreen(WorkerErrors, Screen):
             flags = ", ".join(verdict.flags.get(r.name, [])) if verdict else ""
             name = Text(r.name + (" ★" if verdict and verdict.recommended == r.name else ""),
                         style="bold green" if verdict and verdict.recommended == r.name else "")
-            table.add_row(name, pct(r.agg.identity), pct(r.agg.general), pct(r.agg.leak), pct(r.agg.loop),
-                          flags, key=r.name)
+            table.add_row(name, pct(r.agg.identity), pct(r.agg.general), lost_of(r), pct(r.agg.leak),
+                          pct(r.agg.loop), flags, key=r.name)
         self.rows = rows
         if verdict is not None:
             head = f"verdict: ship {verdict.recommended}" if verdict.recommended else f"verdict: {verdict.status}"
@@ -276,6 +336,11 @@ class EvalScreen(WorkerErrors, Screen):
     @on(DataTable.RowSelected, "#eval-table")
     def _row_selected(self) -> None:
         self.action_replies()
+
+
+def _ok(s) -> bool:
+    """A reply is fine when it passes (or, without a reference answer, still gives the base's) and does not leak."""
+    return bool(s.passed if s.gold else s.retained is not False) and not s.leak
 
 
 class RepliesScreen(ModalScreen):
@@ -308,9 +373,9 @@ class RepliesScreen(ModalScreen):
         self._fill()
 
     def _fill(self) -> None:
-        items = sorted(self.row.items, key=lambda s: (s.passed and not s.leak, s.kind, s.id))
-        shown = [s for s in items if not (self.failed_only and s.passed and not s.leak)]
-        failed = sum(1 for s in items if not s.passed or s.leak)
+        items = sorted(self.row.items, key=lambda s: (_ok(s), s.kind, s.id))
+        shown = [s for s in items if not (self.failed_only and _ok(s))]
+        failed = sum(1 for s in items if not _ok(s))
         self.query_one("#replies-title", Static).update(
             f"{self.row.name}: {failed} of {len(items)} failed" + ("  (failures only)" if self.failed_only else ""))
         box = self.query_one("#replies", VerticalScroll)
@@ -319,10 +384,16 @@ class RepliesScreen(ModalScreen):
         box.focus()
 
     def _item(self, s) -> Text:
-        ok = s.passed and not s.leak
+        ok = _ok(s)
         mark = ("✓ ", "green") if ok else (("leak " if s.leak else "loop " if s.loop else "✗ "), "bold red")
         expected = s.matched or " | ".join(self.expected.get(s.id, [])[:3]) or "-"
-        return Text.assemble(mark, (s.prompt.strip(), "bold"), (f"  [{s.kind}]\n", "dim"),
+        if not s.gold:
+            expected = "(no reference answer: judged by whether it still gives the base's answer)"
+        # "lost" (the base knew it) and "never-knew" (the base failed too) tell forgetting from ignorance.
+        note = f"  [{s.kind}{', ' + s.change if s.change else ''}]\n"
+        if s.leak and s.leak_span:
+            note = f"  [{s.kind}, leak: {s.leak_span}]\n"
+        return Text.assemble(mark, (s.prompt.strip(), "bold"), (note, "dim"),
                              ("  expected: ", "dim"), expected + "\n", ("  reply:    ", "dim"),
                              (s.response.strip() or "(empty)", "" if ok else "red"))
 

@@ -111,6 +111,7 @@ class SamplePane(VerticalScroll):
 class SamplesPanel(Horizontal):
     """EvaluateChatHook samples, two iterations side by side (``[`` ``]`` move the left, ``{`` ``}`` the right)."""
 
+    HELP_TITLE = "Samples tab (when a pane has the focus)"
     DEFAULT_CSS = """
     SamplesPanel { height: 1fr; }
     """

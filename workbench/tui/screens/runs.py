@@ -1,5 +1,6 @@
 """The Runs screen: every run with status, progress and eta; the selected run's metrics, log, samples and
-checkpoints; start (after the config inspection's warnings), stop, resume; checkpoint actions.
+checkpoints; start (the start form: config, name, work dir, hyperparameters, warnings), stop, resume (each
+after a confirmation); checkpoint actions.
 
 All file and process work is the runs core's (`workbench.runs`), called from thread workers; the screen
 only turns their results (messages) into widgets.
@@ -11,12 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
 from textual.worker import get_current_worker
 
 from workbench.tui.app import WorkerErrors, notify_errors
@@ -60,14 +62,6 @@ class Done(Message):
         self.text, self.refresh_checkpoints = text, refresh_checkpoints
 
 
-class Inspected(Message):
-    """The config inspection's summary (fields and warnings), shown before a run starts."""
-
-    def __init__(self, config: str, summary: str) -> None:
-        super().__init__()
-        self.config, self.summary = config, summary
-
-
 def progress_text(done: int | None, total: int | None, width: int = 8) -> str:
     if not total:
         return "-"
@@ -76,7 +70,33 @@ def progress_text(done: int | None, total: int | None, width: int = 8) -> str:
     return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
 
 
+class RunsTable(DataTable):
+    """The runs list. Home / End move the cursor to the newest / oldest run, not only the view."""
+
+    HELP_TITLE = "Runs list (when it has the focus)"
+    BINDINGS = [
+        Binding("home", "first", "Newest run", show=False, id="runs.first"),
+        Binding("end", "last", "Oldest run", show=False, id="runs.last"),
+    ]
+
+    def action_first(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+
+COLUMNS = (("run", 6), ("name", 18), ("status", 8), ("progress", 18), ("loss", 7), ("eta", 8))
+#: The tabs: (pane id, title, the binding id of its key). Titles carry their key, which follows the keymap.
+TABS = (("tab-metrics", "Metrics", "runs.tab_metrics"), ("tab-log", "Log", "runs.tab_log"),
+        ("tab-samples", "Samples", "runs.tab_samples"), ("tab-checkpoints", "Checkpoints", "runs.tab_checkpoints"))
+
+
 class RunsScreen(WorkerErrors, Screen):
+    HELP_TITLE = "Runs screen"
+
     BINDINGS = [
         Binding("n", "new_run", "New run", id="runs.new"),
         Binding("s", "stop_run", "Stop", id="runs.stop"),
@@ -103,25 +123,41 @@ class RunsScreen(WorkerErrors, Screen):
         # Progress and eta of every running run, for the list: one LogFollower each, read by offset.
         self._trackers: dict = {}
         self._latest: dict = {}
+        self._ended_read: set[str] = set()  # ended runs whose log tail was read once for the list
         self._track_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("run", "name", "status", "progress", "loss", "eta")
+        table = RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        # Fixed widths (77 columns in all): live values never make the columns jump, and the header never
+        # lags behind re-measured rows.
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
         yield table
+        titles = {pane: self._tab_title(title, binding_id) for pane, title, binding_id in TABS}
         with TabbedContent(id="run-tabs"):
-            with TabPane("Metrics", id="tab-metrics"):
+            with TabPane(titles["tab-metrics"], id="tab-metrics"):
                 yield MetricsPanel(id="metrics")
-            with TabPane("Log", id="tab-log"):
+            with TabPane(titles["tab-log"], id="tab-log"):
                 yield LogPanel(max_lines=self.app.settings.log_max_lines, id="log")
-            with TabPane("Samples", id="tab-samples"):
+            with TabPane(titles["tab-samples"], id="tab-samples"):
                 yield SamplesPanel(id="samples")
-            with TabPane("Checkpoints", id="tab-checkpoints"):
+            with TabPane(titles["tab-checkpoints"], id="tab-checkpoints"):
                 yield CheckpointsPanel(id="checkpoints")
         yield Footer()
 
+    def _tab_title(self, title: str, binding_id: str) -> str:
+        """``Metrics m`` (markup): the tab's key beside its name, as remapped in settings.toml."""
+        from textual.markup import escape
+
+        key = next(b.key for b in self.BINDINGS if isinstance(b, Binding) and b.id == binding_id)
+        key = self.app._keymap.get(binding_id, key).split(",")[0]
+        return f"{title} [b u]{escape(self.app.get_key_display(Binding(key, '')))}[/]"
+
     def on_mount(self) -> None:
+        # The tab strip takes no focus: m l a k pick a tab, and Tab goes from the runs list straight into
+        # the tab's content (the checkpoints table, the log) instead of stopping on the strip.
+        self.query_one(Tabs).can_focus = False
         self.refresh_runs()
         self.set_interval(max(0.2, self.app.settings.poll_interval), self.refresh_runs)
         self.query_one("#runs-table").focus()
@@ -143,6 +179,11 @@ class RunsScreen(WorkerErrors, Screen):
             ("runs: Evaluate the selected run", self.action_eval_checkpoint, "Open Eval on this run"),
         ]
 
+    def on_screen_resume(self) -> None:
+        tab = self.app.pending.pop("runs_tab", None)  # a tab asked for from the palette on another screen
+        if tab:
+            self.action_show_tab(tab)
+
     # -- the runs list ------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="Listing runs")
     def refresh_runs(self) -> None:
@@ -163,6 +204,13 @@ class RunsScreen(WorkerErrors, Screen):
                     if tracker is not None:
                         tracker.close()
                         del self._trackers[run.id]
+                    if run.id not in self._ended_read:  # its numbers no longer change: read them once
+                        self._ended_read.add(run.id)
+                        from workbench.tui.core import last_train_metrics
+
+                        last = last_train_metrics(run, TAIL_BYTES)
+                        if last is not None:
+                            self._latest[run.id] = last
                     continue
                 if tracker is None:
                     path = find_log_file(run)
@@ -190,8 +238,7 @@ class RunsScreen(WorkerErrors, Screen):
                 table.add_row(*self._cells(run, metrics), key=run.id)
         else:
             for run in rows:
-                for col, cell in zip(table.columns, self._cells(run, metrics), strict=True):
-                    table.update_cell(run.id, col, cell, update_width=True)
+                self._update_row(table, run, metrics)
         if wanted and wanted not in by_id and self.app.select_run == wanted:
             wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
         if not rows:  # a first start: say how to get a run rather than show empty panels
@@ -202,9 +249,13 @@ class RunsScreen(WorkerErrors, Screen):
             table.move_cursor(row=table.get_row_index(wanted))
             self._select(wanted)
 
-    def _cells(self, run, metrics) -> tuple:
-        from rich.text import Text
+    def _update_row(self, table: DataTable, run, metrics) -> None:
+        # Only the cells that changed: every update repaints the row, and most polls change nothing.
+        for col, cell in zip(table.columns, self._cells(run, metrics), strict=True):
+            if table.get_cell(run.id, col) != cell:
+                table.update_cell(run.id, col, cell)
 
+    def _cells(self, run, metrics) -> tuple:
         live = metrics if run.id == self.selected and metrics is not None else self.latest.get(run.id)
         done = live.iter if live else (run.max_iters if str(run.status) == "finished" else None)
         total = (live.max_iters if live else None) or run.max_iters
@@ -287,10 +338,7 @@ class RunsScreen(WorkerErrors, Screen):
                             severity="information" if end.status == "finished" else "error", timeout=10)
             self.refresh_runs()
         if by_kind.get("metrics") and self.run is not None:
-            table = self.query_one("#runs-table", DataTable)
-            metrics = self.query_one(MetricsPanel).last
-            for col, cell in zip(table.columns, self._cells(self.run, metrics), strict=True):
-                table.update_cell(self.run.id, col, cell, update_width=True)
+            self._update_row(self.query_one("#runs-table", DataTable), self.run, self.query_one(MetricsPanel).last)
 
     @work(thread=True, exclusive=True, group="run-ckpts", exit_on_error=False, description="Listing checkpoints")
     def list_checkpoints(self) -> None:
@@ -323,39 +371,23 @@ class RunsScreen(WorkerErrors, Screen):
 
     def action_new_run(self) -> None:
         from workbench.paths import configs_dir
+        from workbench.tui.screens.start_run import StartRunModal
 
-        shipped = ", ".join(sorted(p.name for p in configs_dir().glob("*.py")))
-        self.app.push_screen(
-            PromptModal("Start a run: XTuner config", placeholder="path/to/config.py",
-                        hint=f"shipped: {shipped}" if shipped else ""),
-            self._inspect_then_start,
-        )
+        shipped = sorted(p.name for p in configs_dir().glob("*.py"))
+        self.app.push_screen(StartRunModal(shipped), self._start_form_done)
 
-    def _inspect_then_start(self, path: str | None) -> None:
-        if path:
-            self._inspect(path)
-
-    @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Inspecting config")
-    def _inspect(self, path: str) -> None:
-        from workbench.tui.core import inspect_summary
-
-        config = resolve_shipped(path)
-        self.post_message(Inspected(config, inspect_summary(config)))
-
-    def on_inspected(self, message: Inspected) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._start(message.config)
-
-        self.app.push_screen(ConfirmModal(f"Start {Path(message.config).name}?", message.summary), answered)
+    def _start_form_done(self, form: dict | None) -> None:
+        if form:
+            self._start(form)
 
     @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Starting the run")
-    def _start(self, config: str) -> None:
+    def _start(self, form: dict) -> None:
         from workbench.runs.launch import start_run
 
-        run = start_run(config)
+        run = start_run(form["config"], work_dir=form["work_dir"], name=form["name"],
+                        cfg_options=form["cfg_options"])
         self.app.select_run = run.id
-        self.post_message(Done(f"started run {run.id} ({run.name})"))
+        self.post_message(Done(f"started run {run.id} ({run.name}) in {run.work_dir}"))
 
     def on_done(self, message: Done) -> None:
         self.notify(message.text)
@@ -383,16 +415,46 @@ class RunsScreen(WorkerErrors, Screen):
         self.post_message(Done(f"stopped run {run_id}"))
 
     def action_resume_run(self) -> None:
+        """Resume after a confirmation, as stop asks. A finished run has nothing left to train: it says so
+        and asks how far to train on instead (the runs core refuses a plain resume of it)."""
         run = self.run
         if run is None:
             return
-        self._resume(run.id)
+        if str(run.status) == "running":
+            self.notify(f"run {run.id} is still running (s stops it)", severity="warning")
+            return
+        if str(run.status) == "finished":
+            reached = run.max_iters or 0
+
+            def train_on(text: str | None) -> None:
+                if not text:
+                    return
+                if not text.isdigit():
+                    self.notify(f"{text!r}: a number of iterations, please", severity="warning")
+                    return
+                self._resume(run.id, int(text))
+
+            self.app.push_screen(PromptModal(
+                f"Run {run.id} ({run.name}) finished all {reached or 'its'} iterations. Train on to:",
+                placeholder=f"iterations in all, more than {reached}" if reached else "iterations in all",
+                hint="Enter resumes from its last checkpoint with train_cfg.max_iters set to this; Escape cancels."),
+                train_on)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._resume(run.id)
+
+        self.app.push_screen(ConfirmModal(
+            f"Resume run {run.id} ({run.name})?",
+            f"It is {run.status}. A new run continues it from its last checkpoint, in the same work dir "
+            f"({run.work_dir})."), answered)
 
     @work(thread=True, exclusive=True, group="run-start", exit_on_error=False, description="Resuming the run")
-    def _resume(self, run_id: str) -> None:
+    def _resume(self, run_id: str, max_iters: int | None = None) -> None:
         from workbench.runs.launch import resume_run
 
-        run = resume_run(run_id)
+        run = resume_run(run_id, max_iters=max_iters) if max_iters is not None else resume_run(run_id)
         self.app.select_run = run.id
         self.post_message(Done(f"resumed as run {run.id}"))
 
@@ -435,7 +497,7 @@ class RunsScreen(WorkerErrors, Screen):
         from workbench.tui.core import adapter_name, run_base_model
 
         self.app.open_chat({"base": run_base_model(run),
-                            "adapters": [[adapter_name(run, ck.iteration), ck.adapter_path or ck.path]]})
+                            "adapters": [[adapter_name(run, ck.iteration, self.runs), ck.adapter_path or ck.path]]})
 
     def action_eval_checkpoint(self) -> None:
         """Eval on this run: on the Checkpoints tab, the highlighted checkpoint (and the base) only."""

@@ -49,9 +49,11 @@ class FindRequested(Message):
 class LogView(ScrollView, can_focus=True):
     """Follows one file: `follow(path)`; keeps at most `max_lines` lines indexed."""
 
+    HELP_TITLE = "Log tab (when the log has the focus)"
     BINDINGS = [
-        Binding("up,k", "scroll_up", "Up", show=False, id="log.up"),
-        Binding("down,j", "scroll_down", "Down", show=False, id="log.down"),
+        # Arrows only: the Runs screen's tab keys (m l a k) must work from inside the log too.
+        Binding("up", "scroll_up", "Up", show=False, id="log.up"),
+        Binding("down", "scroll_down", "Down", show=False, id="log.down"),
         Binding("left", "scroll_left", "Left", show=False, id="log.left"),
         Binding("right", "scroll_right", "Right", show=False, id="log.right"),
         Binding("pageup", "page_up", "Page up", show=False, id="log.page_up"),
@@ -83,9 +85,11 @@ class LogView(ScrollView, can_focus=True):
             self.generation, self.breaks, self.reset = generation, breaks, reset
 
     class Found(Message):
-        def __init__(self, generation: int, line: int | None, query: str) -> None:
+        def __init__(self, generation: int, line: int | None, query: str, wrapped: bool = False,
+                     none_found: str = "") -> None:
             super().__init__()
             self.generation, self.line, self.query = generation, line, query
+            self.wrapped, self.none_found = wrapped, none_found
 
     class Status(Message):
         """Line count or following changed: for a status label."""
@@ -101,6 +105,7 @@ class LogView(ScrollView, can_focus=True):
         self.poll = poll
         self.query_text = ""
         self.query_regex = False
+        self._none_found = ""
         self._fd: int | None = None
         self._generation = 0
         self._stop = threading.Event()
@@ -310,42 +315,53 @@ class LogView(ScrollView, can_focus=True):
     def action_find(self) -> None:
         self.post_message(FindRequested(self))
 
-    def find(self, query: str, forward: bool = True, *, regex: bool = False) -> None:
-        """Search for `query` from the pointer (or the top of the view) and move to the match."""
-        self.query_text, self.query_regex = query, regex
+    def find(self, query: str, forward: bool = True, *, regex: bool = False, none_found: str = "") -> None:
+        """Search for `query` from the pointer (or the top of the view) and move to the match; past the
+        end (or the start) the search wraps around, as in less and vim. `none_found` is what to say when
+        nothing matches (default: ``No match for 'query'``)."""
+        self.query_text, self.query_regex, self._none_found = query, regex, none_found
         self._strips.clear()
         self.refresh()
+        self.post_message(self.Status(self))  # the status line names the search even when nothing matches
         if not query or self.path is None:
             return
         start = self.pointer if self.pointer is not None else self.index.first + self.scroll_offset.y - (
             1 if forward else 0)
-        self._search(self.path, query, start, forward, regex, self._generation)
+        self._search(self.path, query, start, forward, regex, self._generation, none_found)
 
     def action_find_next(self, forward: bool) -> None:
         if self.query_text:
-            self.find(self.query_text, forward, regex=self.query_regex)
+            self.find(self.query_text, forward, regex=self.query_regex, none_found=self._none_found)
         else:
             self.action_find()
 
     def action_next_error(self) -> None:
-        self.find(ERROR_PATTERN, True, regex=True)
+        self.find(ERROR_PATTERN, True, regex=True, none_found="no errors in this log")
 
     @work(thread=True, exclusive=True, group="logview-search", exit_on_error=False)
-    def _search(self, path: Path, query: str, start: int, forward: bool, regex: bool, generation: int) -> None:
+    def _search(self, path: Path, query: str, start: int, forward: bool, regex: bool, generation: int,
+                none_found: str = "") -> None:
         fd = os.open(path, os.O_RDONLY)
+        wrapped = False
         try:
             line = search(fd, self.index, query, start, forward, regex=regex)
+            if line is None:  # wrap: from the top (forward) or the bottom (backward) up to where we were
+                wrapped = True
+                line = search(fd, self.index, query, self.index.first - 1 if forward else len(self.index),
+                              forward, regex=regex)
         finally:
             os.close(fd)
-        self.post_message(self.Found(generation, line, query))
+        self.post_message(self.Found(generation, line, query, wrapped, none_found))
 
     def on_log_view_found(self, message: Found) -> None:
         message.stop()
         if message.generation != self._generation:
             return
         if message.line is None:
-            self.notify(f"No match for {message.query!r}", severity="warning", timeout=2)
+            self.notify(message.none_found or f"No match for {message.query!r}", severity="warning", timeout=3)
             return
+        if message.wrapped:
+            self.notify("search wrapped around the end of the log", timeout=2)
         self.following = False
         self.pointer = message.line
         y = message.line - self.index.first
@@ -360,6 +376,7 @@ class LogView(ScrollView, can_focus=True):
 class LogPanel(Vertical):
     """A `LogView` with a status line and a find box (``/``, Enter to search, Escape to close)."""
 
+    HELP_TITLE = "Log tab (when the log has the focus)"
     DEFAULT_CSS = """
     LogPanel { height: 1fr; }
     LogPanel > #log-status { height: 1; color: $text-muted; }
@@ -417,6 +434,6 @@ class LogPanel(Vertical):
         else:
             mode = "following" if view.following else "paused (End follows)"
             text = f"{view.path.name}  {view.line_count:,} lines  {mode}"
-            if view.query_text:
-                text += f"  find: {view.query_text}"
+            if view.query_text:  # `e`'s pattern is an implementation detail: say what it looks for
+                text += "  find: errors" if view.query_text == ERROR_PATTERN else f"  find: {view.query_text}"
         self.query_one("#log-status", Static).update(text)
