@@ -50,7 +50,13 @@ def main() -> int:
     ap.add_argument("--unpinned", action="store_true")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
-    from tests.data.curve_shape import curve_text, overfit_curve_problems
+    import importlib.util
+
+    # by path: a `tests` package from site-packages can shadow the checkout's tests/ folder
+    spec = importlib.util.spec_from_file_location("curve_shape", ROOT / "tests" / "data" / "curve_shape.py")
+    shape = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shape)
+    curve_text, overfit_curve_problems = shape.curve_text, shape.overfit_curve_problems
 
     home = Path(os.environ.get("WORKBENCH_HOME") or tempfile.mkdtemp(prefix="curve-home-"))
     os.environ["WORKBENCH_HOME"] = str(home)

@@ -145,6 +145,7 @@ custom_hooks = [
         system=SYSTEM,
         prompt_template=prompt_template,
         max_new_tokens=32,
+        generation_kwargs=dict(repetition_penalty=1.1),
     ),
 ]
 

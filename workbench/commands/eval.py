@@ -137,6 +137,9 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, train_data, i
             report = sweep_report(req, progress=bar, log=info)
     finally:
         close()
+    if not (responses_file or from_log) and "generated" in report.meta:
+        # Says whether the TUI's (or an earlier) sweep of the same models was reused: one cache for every front end.
+        info(f"replies: {report.meta['generated']} generated, {report.meta.get('cached', 0)} from the cache")
     _emit(report, fmt, out)
     if not report.passed:
         from workbench.errors import ExitCode
