@@ -21,6 +21,12 @@ from workbench.tui.modals import PickManyModal, PickModal, PromptModal
 from workbench.tui.widgets.chart import Chart, Series
 from workbench.tui.widgets.navbar import NavBar
 
+
+def _judged(row):
+    """The identity the verdict judges (the languages the training data teaches; the others are transfer)."""
+    return row.agg.identity_judged if row.agg.identity_judged is not None else row.agg.identity
+
+
 SETS = [("identity", "identity: who the model says it is (and leak on general prompts)"),
         ("general", "general: facts the base knew (forgetting)"),
         ("general_en", "general_en: English questions for a real model (SmolLM2)")]
@@ -305,7 +311,7 @@ class EvalScreen(WorkerErrors, Screen):
         curve = self.query_one("#curve", Chart)
         curve.x_note = f"{rows[0].name}…{rows[-1].name}" if len(rows) > 1 else ""
         curve.set_series([
-            Series("identity", [r.agg.identity for r in rows], "green", xs),
+            Series("identity", [_judged(r) for r in rows], "green", xs),
             Series("general", [r.agg.general for r in rows], "cyan", xs),
             Series("leak", [r.agg.leak for r in rows], "red", xs),
         ])
@@ -316,7 +322,7 @@ class EvalScreen(WorkerErrors, Screen):
             flags = ", ".join(verdict.flags.get(r.name, [])) if verdict else ""
             name = Text(r.name + (" ★" if verdict and verdict.recommended == r.name else ""),
                         style="bold green" if verdict and verdict.recommended == r.name else "")
-            table.add_row(name, pct(r.agg.identity), pct(r.agg.general), lost_of(r), pct(r.agg.leak),
+            table.add_row(name, pct(_judged(r)), pct(r.agg.general), lost_of(r), pct(r.agg.leak),
                           pct(r.agg.loop), flags, key=r.name)
         self.rows = rows
         if verdict is not None:
