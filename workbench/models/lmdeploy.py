@@ -179,7 +179,8 @@ class LmdeployBackend(RemoteBackend):
         """Start the server and wait until it answers (raises `OperationFailed` with its log's tail)."""
         if template is not None:
             self._template = template
-        port, key = _free_port(), secrets.token_urlsafe(24)
+        # hex: a key that starts with "-" would be read as an option by the server's argument parser (1 start in 32)
+        port, key = _free_port(), secrets.token_hex(24)
         if self.log_dir is None:
             from workbench.paths import cache_dir
 
