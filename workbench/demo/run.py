@@ -71,11 +71,6 @@ def pick_world(choice: str = "auto", log=lambda msg: None) -> DemoWorld:
     return DemoWorld("tiny", model, TINY_RUNS, EVALSETS)
 
 
-def demo_config() -> Path:
-    """The tiny world's overfitting config (the suite's fixture run)."""
-    return configs_dir() / TINY_RUNS[0].config
-
-
 def start_demo_run(world: DemoWorld, spec: DemoRunSpec, *, stamp: str | None = None, threads: int | None = None):
     """Start one of the demo's training runs (detached) under ``data_dir()/demo`` and return its `Run`."""
     from workbench.runs.launch import start_run
@@ -113,12 +108,13 @@ def follow_to_end(run, out=sys.stderr):
     return registry.get(run.id)
 
 
-def sweep(run, variables: dict[str, str] | None = None, evalsets=EVALSETS, out=sys.stderr):
-    """Score the base and every checkpoint of `run` (the eval core's sweep); returns the `EvalReport`."""
+def sweep(run, evalsets=EVALSETS, out=sys.stderr):
+    """Score the base and every checkpoint of `run` (the eval core's sweep; {name}/{org} from the recipe beside the
+    run's data, as for any run); returns the `EvalReport`."""
     from workbench.evals.evaluate import Request, sweep_report
 
     with Bar("sweep", stream=out) as bar:
-        return sweep_report(Request(run=run.id, evalsets=tuple(evalsets), variables=dict(variables or {})), progress=bar,
+        return sweep_report(Request(run=run.id, evalsets=tuple(evalsets)), progress=bar,
                             log=lambda msg: out.write(msg + "\n"))
 
 
@@ -171,7 +167,7 @@ def run_demo(world: DemoWorld, headless: bool) -> list | None:
         if str(ended.status) != "finished":
             raise OperationFailed(f"demo run {run.id} {ended.status}" + (f": {ended.reason}" if ended.reason else "")
                                   + f" (log: {ended.stdout_path})")
-        report = sweep(ended, evalsets=world.evalsets)  # {name}/{org}: the recipe beside the run's data
+        report = sweep(ended, world.evalsets)
         sys.stdout.write(f"== {spec.label} data: {spec.config} (run {run.id}) ==\n")
         sys.stdout.write(to_table(report))
         sys.stdout.write("\n")
