@@ -96,6 +96,38 @@ async def test_start_form_refuses_a_work_dir_that_holds_another_runs_checkpoints
         assert any("choose another work dir" in n.message for n in app._notifications)
 
 
+async def test_a_slow_earlier_inspection_does_not_overwrite_the_config_typed_since(recorded_home, monkeypatch):
+    import threading
+
+    import workbench.tui.core as core
+    from workbench.errors import WorkbenchError
+
+    real, release, answered = core.inspect_for_start, threading.Event(), []
+
+    def inspect(config, cfg_options, name):
+        if Path(config).name == "tiny_cpu_lora.py":
+            release.wait(30)  # the first config is slow to load; the second answers at once
+            answered.append(config)
+            raise WorkbenchError("the stale answer was shown")
+        return real(config, cfg_options, name)
+
+    monkeypatch.setattr(core, "inspect_for_start", inspect)
+    app = WorkbenchApp(Settings())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.selected == "rec001", 10, "the runs")
+        await pilot.press("n", *"tiny_cpu_lora.py")
+        form = app.screen
+        await wait_for(pilot, lambda: "inspecting" in screen_text(app), 10, "the first inspection under way")
+        form.query_one("#config").value = "tiny_cpu_overfit.py"
+        await wait_for(pilot, lambda: form.report is not None, 120, "the second config's inspection")
+        release.set()
+        await wait_for(pilot, lambda: answered, 30, "the first inspection's answer")
+        await pilot.pause()
+        await pilot.pause()
+        assert "stale answer" not in screen_text(app)
+        assert Path(form.config).name == "tiny_cpu_overfit.py" and form.report is not None
+
+
 # -- 2. keys ----------------------------------------------------------------------------------------------
 async def test_keys_panel_lists_the_screens_own_keys_first_and_scrolls_by_keyboard(recorded_home):
     app = WorkbenchApp(Settings())

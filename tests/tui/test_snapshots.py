@@ -23,6 +23,22 @@ def _app(**kwargs) -> WorkbenchApp:
     return WorkbenchApp(Settings(theme="textual-dark"), **kwargs)
 
 
+def steady(before):
+    """`before`, then every text cursor stopped: a focused Input blinks every 0.5 s, so a screenshot taken
+    after a slow step (a config inspected under load) caught the cursor on or off by chance (CI failed so)."""
+    async def run(pilot):
+        from textual.widgets import Input, TextArea
+
+        await before(pilot)
+        for screen in pilot.app.screen_stack:
+            for widget in screen.query(Input):
+                widget.cursor_blink = False
+            for widget in screen.query(TextArea):
+                widget.cursor_blink = False
+        await pilot.pause()
+    return run
+
+
 async def _run_shown(pilot) -> None:
     await wait_for(pilot, lambda: "iter 300/300" in screen_text(pilot.app), 10, "the recorded run's metrics")
     # The runs table measures its rows when it is next idle: wait for the row itself, with its loss.
@@ -30,7 +46,7 @@ async def _run_shown(pilot) -> None:
 
 
 def test_runs_screen_metrics(recorded_home, snap_compare):
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=_run_shown)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(_run_shown))
 
 
 def test_runs_screen_samples_side_by_side(recorded_home, snap_compare):
@@ -39,7 +55,7 @@ def test_runs_screen_samples_side_by_side(recorded_home, snap_compare):
         await pilot.press("a")
         await wait_for(pilot, lambda: "Q " in screen_text(pilot.app), 5, "the samples")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_runs_screen_log_view(recorded_home, snap_compare):
@@ -48,7 +64,7 @@ def test_runs_screen_log_view(recorded_home, snap_compare):
         await pilot.press("l")
         await wait_for(pilot, lambda: "following" in screen_text(pilot.app), 5, "the log followed")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_runs_screen_checkpoints(recorded_home, snap_compare):
@@ -57,7 +73,7 @@ def test_runs_screen_checkpoints(recorded_home, snap_compare):
         await pilot.press("k")
         await wait_for(pilot, lambda: " last" in screen_text(pilot.app), 5, "the checkpoints")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_chat_screen_models_picker(recorded_home, snap_compare):
@@ -68,7 +84,7 @@ def test_chat_screen_models_picker(recorded_home, snap_compare):
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: "demo/iter_" in screen_text(pilot.app), 10, "the checkpoints to pick")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 RESPONSES = FIXTURES / "recorded_responses.jsonl"
@@ -91,7 +107,7 @@ def test_eval_screen_curve_table_and_verdict(recorded_home, snap_compare):
         await wait_for(pilot, lambda: "verdict" in screen_text(pilot.app) and "forgetting, leaking" in
                        screen_text(pilot.app), 5, "the report, its columns sized")
 
-    assert snap_compare(_app(start_mode="eval"), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(start_mode="eval"), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_runs_screen_lists_every_run_with_its_progress(two_runs, snap_compare):
@@ -100,7 +116,7 @@ def test_runs_screen_lists_every_run_with_its_progress(two_runs, snap_compare):
         await wait_for(pilot, lambda: re.search(r"rec002 .* 125/300 +1\.699", screen_text(pilot.app)), 10,
                        "rec002's row, not selected")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_keys_panel_on_the_runs_screen(recorded_home, snap_compare):
@@ -109,7 +125,7 @@ def test_keys_panel_on_the_runs_screen(recorded_home, snap_compare):
         await pilot.press("f10")
         await wait_for(pilot, lambda: "Keys: Runs screen" in screen_text(pilot.app), 5, "the keys panel")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
 
 
 def test_start_run_form(recorded_home, snap_compare, monkeypatch):
@@ -129,4 +145,4 @@ def test_start_run_form(recorded_home, snap_compare, monkeypatch):
         await wait_for(pilot, lambda: "prompt template" in screen_text(pilot.app), 120, "the inspection")
         await wait_for(pilot, lambda: "a new folder" in screen_text(pilot.app), 10, "the work dir checked")
 
-    assert snap_compare(_app(), terminal_size=SIZE, run_before=before)
+    assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))

@@ -62,9 +62,11 @@ def shown_path(path: str) -> str:
 
 
 class Inspected(Message):
-    def __init__(self, config: str, report=None, summary: str = "", work_dir: str = "", error: str = "") -> None:
+    def __init__(self, config: str, report=None, summary: str = "", work_dir: str = "", error: str = "",
+                 asked: int = 0) -> None:
         super().__init__()
         self.config, self.report, self.summary, self.work_dir, self.error = config, report, summary, work_dir, error
+        self.asked = asked  # which inspection this answers (a slower, older one must not overwrite a newer one)
 
 
 class WorkDirChecked(Message):
@@ -105,6 +107,7 @@ class StartRunModal(WorkerErrors, _Modal):
         self._auto_value = ""
         self._problem: str | None = None
         self._timer = None
+        self._asked = 0  # inspections requested so far; only the latest one's answer is shown
 
     def compose(self) -> ComposeResult:
         from workbench.tui.core import START_FIELDS
@@ -173,18 +176,20 @@ class StartRunModal(WorkerErrors, _Modal):
         if not typed:
             return
         self.query_one("#inspection", Static).update("inspecting…")
-        self._inspect(resolve_shipped(typed), self._cfg_options(), self.query_one("#name", Input).value.strip())
+        self._asked += 1
+        self._inspect(resolve_shipped(typed), self._cfg_options(), self.query_one("#name", Input).value.strip(),
+                      self._asked)
 
     @work(thread=True, exclusive=True, group="start-inspect", exit_on_error=False, description="Inspecting")
-    def _inspect(self, config: str, cfg_options: list[str], name: str) -> None:
+    def _inspect(self, config: str, cfg_options: list[str], name: str, asked: int) -> None:
         from workbench.tui.core import inspect_for_start
 
         try:
             report, summary, work_dir = inspect_for_start(config, cfg_options, name)
         except WorkbenchError as exc:  # not found, does not load: said in the form, not as a toast
-            self.post_message(Inspected(config, error=exc.message))
+            self.post_message(Inspected(config, error=exc.message, asked=asked))
             return
-        self.post_message(Inspected(config, report, summary, work_dir))
+        self.post_message(Inspected(config, report, summary, work_dir, asked=asked))
 
     @work(thread=True, exclusive=True, group="start-workdir", exit_on_error=False, description="Checking")
     def _check_work_dir(self, work_dir: str) -> None:
@@ -195,6 +200,8 @@ class StartRunModal(WorkerErrors, _Modal):
     def on_inspected(self, message: Inspected) -> None:
         from workbench.tui.core import EPOCHS_FIELD, START_FIELDS
 
+        if message.asked != self._asked:
+            return  # typed on since: a newer inspection is under way (a thread worker is not interrupted)
         if message.error:
             self.config = self.report = None
             self.query_one("#inspection", Static).update(Text(message.error, style="bold red"))
