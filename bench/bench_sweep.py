@@ -10,7 +10,7 @@ hot-swapped, prompts generated in batches; an empty cache, so every reply is rea
 
 Both decode greedily with the same template, stop words and token budget; the script checks that they
 give the same replies and prints the time of each and the ratio. Without --work-dir it trains
-configs/tiny_cpu_lora.py on the tiny world first (about 30 s).
+workbench/configs/tiny_cpu_lora.py on the tiny world first (about 30 s).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 def train(work: Path, model: Path) -> None:
     env = dict(os.environ, WORKBENCH_MODEL=str(model))
-    cmd = [sys.executable, "-m", "workbench.xtuner_compat", "train", str(ROOT / "configs/tiny_cpu_lora.py"),
+    cmd = [sys.executable, "-m", "workbench.xtuner_compat", "train", str(ROOT / "workbench/configs/tiny_cpu_lora.py"),
            "--work-dir", str(work)]
     subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -90,7 +90,7 @@ def sweep(base: Path, ckpts: list, config: Path, items: list, fmt, max_new: int)
     assert all(g.cached == 0 for g in gen), "the sweep's cache was not empty"
     return {"seconds": {"total": total, "generate": sum(g.seconds for g in gen),
                         "switch": sum(g.switch_seconds for g in gen)},
-            "replies": {g.target.name: [g.replies[i.id].response for i in items] for g in gen}}
+            "replies": {g.target.name: [g.replies[i.id].text for i in items] for g in gen}}
 
 
 def main() -> int:
@@ -108,17 +108,17 @@ def main() -> int:
     from workbench.evals.evalset import builtin, combine
     from workbench.models.templates import get_format
     from workbench.runs.checkpoints import list_checkpoints
-    from workbench.runs.config import dumped_config_path
+    from workbench.xtuner.workdir import WorkDir
 
     os.environ["WORKBENCH_HOME"] = os.environ.get("BENCH_WORLD_HOME", str(Path.home() / ".cache/workbench-tests"))
     base = ensure_world().path
     os.environ["WORKBENCH_HOME"] = str(tmp / "home")
     work = Path(args.work_dir) if args.work_dir else tmp / "work"
     if not args.work_dir:
-        print("training configs/tiny_cpu_lora.py on the tiny world ...", file=sys.stderr)
+        print("training workbench/configs/tiny_cpu_lora.py on the tiny world ...", file=sys.stderr)
         train(work, base)
     ckpts = list_checkpoints(work)[-args.checkpoints:] if args.checkpoints else list_checkpoints(work)
-    config = dumped_config_path(work)
+    config = WorkDir(work).config()
     es = combine([builtin("identity"), builtin("general")]).fill({"name": "Tutu", "org": "Workbench Lab"})
     half = args.prompts // 2
     items = es.by_kind("identity")[:half] + es.by_kind("general")[: args.prompts - half]

@@ -2,7 +2,7 @@
 
     python bench/curve_matrix.py [--threads 1,2] [--seeds 0,1] [--unpinned] [--json out.json]
 
-Each cell trains configs/tiny_cpu_overfit.py with real `xtuner train` (OMP_NUM_THREADS=threads, randomness.seed=seed)
+Each cell trains workbench/configs/tiny_cpu_overfit.py with real `xtuner train` (OMP_NUM_THREADS=threads, randomness.seed=seed)
 and sweeps base + every checkpoint with `workbench eval`, all under the portable CPU numerics (workbench.numerics)
 unless --unpinned, then checks the shape of tests/data/curve_shape.py. It prints one line per cell (the curve, and
 whether the curve is bit for bit the one of the first cell with the same seed) and exits 1 if any cell fails.
@@ -33,7 +33,7 @@ def cell(world: Path, threads: int, seed: int, pinned: bool, home: Path) -> dict
     env.update(OMP_NUM_THREADS=str(threads), WORKBENCH_MODEL=str(world), WORKBENCH_HOME=str(home))
     work = Path(tempfile.mkdtemp(prefix=f"curve-t{threads}-s{seed}-"))
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "workbench.xtuner_compat", "train", str(ROOT / "configs/tiny_cpu_overfit.py"),
+    subprocess.run([sys.executable, "-m", "workbench.xtuner_compat", "train", str(ROOT / "workbench/configs/tiny_cpu_overfit.py"),
                     "--work-dir", str(work), "--cfg-options", f"randomness.seed={seed}"],
                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     train_s = time.monotonic() - t0

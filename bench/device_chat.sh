@@ -13,7 +13,7 @@
 #   lmdeploy bench/lmdeploy_device.py: the real `lmdeploy serve api_server` through LmdeployBackend (when .whl/lmdeploy
 #            exists; made by the steps in bench/lmdeploy_site.sh)
 # Carry: .whl (site/ = platformdirs + rapidfuzz cp312 wheels, tiny/ = the tiny world, tinyrun/ = iter_20.pth,
-# iter_60.pth of configs/tiny_cpu_lora.py, its config and iter_60_hf/ from `pth_to_hf --fp32`, bnb/ = bitsandbytes
+# iter_60.pth of workbench/configs/tiny_cpu_lora.py, its config and iter_60_hf/ from `pth_to_hf --fp32`, bnb/ = bitsandbytes
 # unpacked with only its CPU and CUDA 13.0 libraries, lmdeploy/ = the lmdeploy bundle).
 #   bash bench/device_chat.sh [STAGE ...]     stages: switch decode fourbit reload lmdeploy (default: switch decode
 #                                            lmdeploy; the model is made when a stage needs it). TOTAL_S (default 560)

@@ -137,7 +137,7 @@ else
 fi
 # Order: QLoRA, then the sweep on its checkpoints (the headline figure), then ZeRO-2 with what is left. Each run is
 # stopped (workbench stop) TAIL seconds before its limit so the last checkpoint can still be converted.
-LD_LIBRARY_PATH=$TLD stage train_qlora "$QL" "$PY" bench/gpu_train.py --config configs/internlm2_chat_1_8b_qlora_self_cognition.py \
+LD_LIBRARY_PATH=$TLD stage train_qlora "$QL" "$PY" bench/gpu_train.py --config workbench/configs/internlm2_chat_1_8b_qlora_self_cognition.py \
   --model "$MODEL" --work-dir /tmp/wd/qlora --name qlora "${TRAIN[@]}" --budget-s $(( QL - 35 )) \
   --total-s $(( QL - 5 )) --convert-min-s 20 --train-site "$TS" "${STUBS[@]}" --json "$OUT/train_qlora.json"
 # a stage killed by its timeout stops its run itself; this is the backstop (an error when the run has ended)
@@ -149,7 +149,7 @@ LD_LIBRARY_PATH=$TLD stage sweep "$(cap $SW_MAX $SW_RES)" "$PY" bench/gpu_sweep.
 
 # -- ZeRO-2 ---------------------------------------------------------------------------------------------------
 ZL=$(cap $ZL_MAX 3)
-LD_LIBRARY_PATH=$TLD stage train_zero2 "$ZL" "$PY" bench/gpu_train.py --config configs/internlm2_chat_1_8b_qlora_self_cognition_zero2.py \
+LD_LIBRARY_PATH=$TLD stage train_zero2 "$ZL" "$PY" bench/gpu_train.py --config workbench/configs/internlm2_chat_1_8b_qlora_self_cognition_zero2.py \
   --model "$MODEL" --work-dir /tmp/wd/zero2 --name zero2 "${TRAIN[@]}" --budget-s $(( ZL - 30 )) \
   --total-s $(( ZL - 5 )) --convert-min-s 20 --train-site "$TS" "${STUBS[@]}" --json "$OUT/train_zero2.json"
 "$PY" -m workbench stop zero2 --grace 3 > /dev/null 2>&1

@@ -90,7 +90,8 @@ def main() -> None:
     from workbench import atomic
     from workbench.models import fused_decoder
     from workbench.models.base import GenerationSettings
-    from workbench.models.hf import TransformersBackend, pick_device_dtype
+    from workbench.models.hf import TransformersBackend
+    from workbench.models.loading import pick_device_dtype
     from workbench.models.templates import get_format
 
     hf.LoopDetector = _NeverLoops  # fixed-length replies (see the docstring)

@@ -47,7 +47,7 @@ def _evalset(path: Path, n: int) -> int:
     """`n` unique prompts from the shipped eval sets (identity and general); {name}/{org} stay for --var."""
     rows = []
     for name in ("identity", "general"):
-        for line in (ROOT / "evalsets" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
+        for line in (ROOT / "workbench" / "evalsets" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rows.append(json.loads(line))
     out = []

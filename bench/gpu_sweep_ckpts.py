@@ -3,7 +3,7 @@
     python bench/gpu_sweep_ckpts.py --work-dir /tmp/wd/fake --model /tmp/m18 \
         --make-model internlm2-1_8b --tokenizer .whl/train/tokenizer --checkpoints 8 --every 25 --json OUT/ckpts.json
 
-What a real `xtuner train` of configs/internlm2_chat_1_8b_qlora_self_cognition.py leaves in its work dir, as far as
+What a real `xtuner train` of workbench/configs/internlm2_chat_1_8b_qlora_self_cognition.py leaves in its work dir, as far as
 `workbench eval --checkpoints DIR` (and `--run`, `workbench runs convert`, the chat backends) read it:
 
 - ``iter_N.pth`` for N = every, 2 x every, ... : mmengine's checkpoint layout (``meta`` with the config text,
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "internlm2_chat_1_8b_qlora_self_cognition.py"
+CONFIG = ROOT / "workbench" / "configs" / "internlm2_chat_1_8b_qlora_self_cognition.py"
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 
@@ -56,7 +56,7 @@ def config_copy(model: str, max_iters: int, save_steps: int) -> str:
     text = CONFIG.read_text(encoding="utf-8")
     subs = [
         (r"^pretrained_model_name_or_path = .*$", f"pretrained_model_name_or_path = {model!r}  # workbench:model"),
-        (r"^data_path = .*$", f"data_path = {str(ROOT / 'configs' / 'data' / 'tiny_identity_only.json')!r}"
+        (r"^data_path = .*$", f"data_path = {str(ROOT / 'workbench' / 'configs' / 'data' / 'tiny_identity_only.json')!r}"
                               "  # workbench:data"),
         (r"^dtype = .*$", "dtype = 'bfloat16'"),
         (r"^max_iters = \d+", f"max_iters = {max_iters}"),
@@ -128,9 +128,9 @@ def main() -> int:
     cfg_text = config_copy(str(args.model.resolve()), iters[-1], args.every)
     cfg_path = wd / CONFIG.name
     cfg_path.write_text(cfg_text, encoding="utf-8")
-    from workbench.models.xtuner_ckpt import read_config
+    from workbench.xtuner.config import read_training_config
 
-    lora = read_config(cfg_path).lora  # r and alpha as workbench reads them from the copy (r=64, alpha 16)
+    lora = read_training_config(cfg_path).lora  # r and alpha as workbench reads them from the copy (r=64, alpha 16)
     r, alpha = lora["r"], lora["lora_alpha"]
     stamp = time.strftime("%Y%m%d_%H%M%S")
     gen = torch.Generator(device=device).manual_seed(args.seed)

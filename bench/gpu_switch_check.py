@@ -32,9 +32,9 @@ ORDER_TAIL = ("base", "b", "a", "base")  # after the first visit of every varian
 
 
 def prompts(n: int) -> list[str]:
-    from workbench.paths import project_root
+    from workbench.paths import evalsets_dir
 
-    root = project_root() / "evalsets"
+    root = evalsets_dir()
     out: list[str] = []
     for name, take in (("identity.jsonl", n // 2), ("general.jsonl", n - n // 2)):
         lines = [json.loads(x) for x in (root / name).read_text(encoding="utf-8").splitlines() if x.strip()]

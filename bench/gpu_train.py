@@ -1,7 +1,7 @@
 """Train one XTuner config through workbench's runs core and report what a user waits for: iter/s, peak memory,
 final loss, the checkpoints, and the conversion of the last one.
 
-    python bench/gpu_train.py --config configs/internlm2_chat_1_8b_qlora_self_cognition.py --model /tmp/m18 \
+    python bench/gpu_train.py --config workbench/configs/internlm2_chat_1_8b_qlora_self_cognition.py --model /tmp/m18 \
         --work-dir /tmp/wd/qlora --iters 200 --save-every 25 --budget-s 90 --train-site /tmp/trainsite --json OUT
 
 What really runs: `workbench.runs.start_run` (the detached supervisor and `xtuner train`), `RunFollower` (the parsed

@@ -1,12 +1,12 @@
 """The forgetting curve of a tiny-world LoRA run: identity learned vs general knowledge kept, per checkpoint.
 
-    WORKBENCH_HOME=... python bench/overfit_curve.py configs/tiny_cpu_overfit.py [--work-dir W] [--no-train]
+    WORKBENCH_HOME=... python bench/overfit_curve.py workbench/configs/tiny_cpu_overfit.py [--work-dir W] [--no-train]
 
 Trains the config with real `xtuner train` (through workbench.xtuner_compat) unless --no-train, then loads
 every iter_N.pth's LoRA weights onto the tiny base with peft and measures greedy exact match:
-- identity: the 48 prompts of evalsets/identity.jsonl (name/org from the data's recipe), split into
+- identity: the 48 prompts of workbench/evalsets/identity.jsonl (name/org from the data's recipe), split into
   prompts seen in training and held out;
-- general: the 170 facts of evalsets/general.jsonl (the base model's baseline is measured in the same run);
+- general: the 170 facts of workbench/evalsets/general.jsonl (the base model's baseline is measured in the same run);
 - leak: general questions answered with the identity (name, org or "assistant" in the reply).
 Prints a table and, with --json FILE, writes the figures. The eval core (`workbench eval`) supersedes this;
 it is kept small on purpose.
@@ -76,7 +76,7 @@ def main() -> int:
     general = builtin("general").items
     trained_q = set()
     if report.data_path:
-        from workbench.data.conversations import read_conversations
+        from workbench.data.formats import read_conversations
 
         trained_q = {_norm(c["messages"][0]["content"]) for c in read_conversations(report.data_path)}
 

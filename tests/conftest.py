@@ -50,7 +50,7 @@ def wb_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tiny_world, tmp_path_factory) -> Path:
-    """A finished real XTuner LoRA run of configs/tiny_cpu_lora.py on the tiny world (about 30 s).
+    """A finished real XTuner LoRA run of workbench/configs/tiny_cpu_lora.py on the tiny world (about 30 s).
 
     Its work dir has iter_10.pth ... iter_60.pth, last_checkpoint, the config copy and the mmengine log.
     Read-only for tests: copy it before changing anything.
@@ -108,7 +108,7 @@ def _headless_demo(world: str, cache_name: str, runs: int, tmp_path_factory) -> 
 @pytest.fixture(scope="session")
 def demo_run(tiny_world, tmp_path_factory) -> DemoRun:
     """`workbench demo --headless --world tiny`, run once for the session: a real XTuner LoRA run of
-    configs/tiny_cpu_overfit.py (identity-only data, 300 iterations, a checkpoint every 20: a few minutes on 2 cores),
+    workbench/configs/tiny_cpu_overfit.py (identity-only data, 300 iterations, a checkpoint every 20: a few minutes on 2 cores),
     then the sweep and the verdict. Its run is `tiny_overfit_run_dir`."""
     return _headless_demo("tiny", "tiny-world", 1, tmp_path_factory)
 
@@ -116,14 +116,14 @@ def demo_run(tiny_world, tmp_path_factory) -> DemoRun:
 @pytest.fixture(scope="session")
 def real_demo_run(real_world, tmp_path_factory) -> DemoRun:
     """`workbench demo --headless --world real`, run once for the session: SmolLM2-135M-Instruct fine-tuned by two
-    real XTuner LoRA runs of one schedule (configs/smollm2_cpu_identity.py on identity-only data, then
-    configs/smollm2_cpu_mixed.py with replayed general replies mixed in), each swept. `works` = (identity, mixed)."""
+    real XTuner LoRA runs of one schedule (workbench/configs/smollm2_cpu_identity.py on identity-only data, then
+    workbench/configs/smollm2_cpu_mixed.py with replayed general replies mixed in), each swept. `works` = (identity, mixed)."""
     return _headless_demo("real", "real-world", 2, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def tiny_overfit_run_dir(demo_run) -> Path:
-    """A finished real XTuner run of configs/tiny_cpu_overfit.py (the demo's): identity-only data, 300 iterations
+    """A finished real XTuner run of workbench/configs/tiny_cpu_overfit.py (the demo's): identity-only data, 300 iterations
     of batch 16, iter_20.pth ... iter_300.pth: an early checkpoint takes on the identity while general knowledge
     holds, the late ones lose it (docs/data.md has the figures).
     Read-only for tests: copy it before changing anything.

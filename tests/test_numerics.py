@@ -47,30 +47,3 @@ def test_under_the_portable_numerics_the_thread_count_does_not_change_a_single_b
 def test_the_suite_itself_runs_under_the_portable_numerics():
     # tests/conftest.py asks for them before torch loads: every test and every child process computes the same bits
     assert numerics.is_portable() and numerics.process_is_portable()
-
-
-def test_threads_left_for_work_beside_training():
-    assert numerics.shared_threads(cores=2, trainers=0) is None  # nothing to share with
-    assert numerics.shared_threads(cores=2, trainers=1) == 1
-    assert numerics.shared_threads(cores=16, trainers=1) == 8
-    assert numerics.shared_threads(cores=2, trainers=3) == 1  # never fewer than one
-
-
-def test_the_share_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv(numerics.CPU_SHARE_ENV, "0")
-    assert numerics.shared_threads(cores=2, trainers=1) is None
-
-
-def test_training_processes_are_found_and_their_supervisors_are_not():
-    sleep = "import time; time.sleep(120)"
-    trainer = subprocess.Popen([sys.executable, "-c", sleep, "workbench.xtuner_compat", "train", "cfg.py"])
-    supervisor = subprocess.Popen([sys.executable, "-c", sleep, "workbench.runs.supervise", "--",
-                                   "python", "-m", "workbench.xtuner_compat", "train", "cfg.py"])
-    try:
-        found = numerics.training_processes()
-        assert trainer.pid in found and supervisor.pid not in found
-    finally:
-        for p in (trainer, supervisor):
-            p.kill()
-            p.wait()
-    assert trainer.pid not in numerics.training_processes()

@@ -60,7 +60,7 @@ def test_build_only_reuses_the_cache_and_prints_path_and_accuracy(tiny_world):
 
 
 def test_tiny_world_trains_with_real_xtuner(tiny_run_dir):
-    # configs/tiny_cpu_lora.py through `python -m workbench.xtuner_compat train`: checkpoints every 10 iterations.
+    # workbench/configs/tiny_cpu_lora.py through `python -m workbench.xtuner_compat train`: checkpoints every 10 iterations.
     assert sorted(p.name for p in tiny_run_dir.glob("iter_*.pth")) == [f"iter_{i}.pth" for i in (10, 20, 30, 40, 50, 60)]
     scalars = next(tiny_run_dir.glob("*/vis_data/scalars.json")).read_text().splitlines()
     assert len(scalars) == 60 and all("loss" in json.loads(line) for line in scalars)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("workbench.commands.chat:chat", "Chat in the terminal with a base model, adapters and checkpoints."),
     "conversations": ("workbench.commands.chat:conversations", "List saved conversations."),
     "eval": ("workbench.commands.eval:eval_cmd", "Score models and checkpoints on identity and general prompts."),
+    "setup": ("workbench.commands.setup:setup", "Set up lmdeploy's own environment (workbench setup lmdeploy)."),
     "tui": ("workbench.commands.tui:tui", "Open the terminal app (the default with no command)."),
 }
 
@@ -48,13 +49,7 @@ class LazyGroup(click.Group):
             return None
         target, _ = COMMANDS[name]
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                return None  # not built yet
-            raise
-        return getattr(module, attr, None)
+        return getattr(importlib.import_module(module_name), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
@@ -64,40 +59,30 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="workbench")
+@click.option("--screen", type=click.Choice(["runs", "chat", "eval"]), default=None,
+              help="With no command: the terminal app's first screen (as `workbench tui --screen`).")
+@click.option("--run", "run_ref", metavar="RUN", default=None,
+              help="With no command: open the Runs screen on this run (as `workbench tui --run`).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, screen: str | None, run_ref: str | None) -> None:
     """Fine-tune small chat models with XTuner and choose the checkpoint to ship, with evidence.
 
     With no command, opens the terminal app (Runs, Chat, Eval).
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(cli.get_command(ctx, "tui"))
-
-
-def library_logs_to_stderr() -> None:
-    """Send DeepSpeed's log lines to stderr: stdout is data (JSON, CSV, run ids), and DeepSpeed's logger prints
-    "Setting ds_accelerator to cpu" to stdout when anything imports it (transformers' save_pretrained does, for
-    one). Its logger is created at its import with a stdout handler; the one `logging.getLogger("DeepSpeed")`
-    instance is prepared here so that handler is pointed at stderr as it is added. Costs no import."""
-    import logging
-
-    lg = logging.getLogger("DeepSpeed")
-    if getattr(lg, "_workbench_stderr", False):
-        return
-    add = lg.addHandler
-
-    def add_handler(handler: logging.Handler) -> None:
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-            handler.setStream(sys.stderr)
-        add(handler)
-
-    lg.addHandler = add_handler  # type: ignore[method-assign]
-    lg._workbench_stderr = True  # type: ignore[attr-defined]
+        tui = cli.get_command(ctx, "tui")
+        assert tui is not None  # a registered command
+        ctx.invoke(tui, screen=screen or "runs", run_ref=run_ref)
+    elif screen or run_ref:
+        raise click.UsageError(f"--screen and --run before a command are the terminal app's; "
+                               f"give them to the command itself (workbench {ctx.invoked_subcommand} --help)")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning `WorkbenchError` into a one-line message and its exit code."""
-    library_logs_to_stderr()
+    from workbench.quiet import quiet_libraries
+
+    quiet_libraries()  # before any command imports DeepSpeed (workbench/quiet.py says what and why)
     try:
         cli.main(args=argv, prog_name="workbench", standalone_mode=False)
     except WorkbenchError as exc:

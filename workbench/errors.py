@@ -11,7 +11,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of every `workbench` command (documented in docs/cli.md)."""
+    """Exit codes of every `workbench` command (the table in docs/eval.md, "Gates and exit codes")."""
 
     OK = 0
     #: `workbench eval`: a --fail-under / --max threshold was not met.

@@ -52,15 +52,44 @@ def config_dir() -> Path:
 
 
 def project_root() -> Path:
-    """The source checkout (where `evalsets/` and `configs/` live)."""
-    return Path(__file__).resolve().parent.parent
+    """The folder above the package: the source checkout when running from one (tests and bench use it);
+    nothing the installed program reads lives there."""
+    return package_dir().parent
+
+
+def package_dir() -> Path:
+    """The installed `workbench` package, which ships the eval sets and the configs as package data."""
+    from importlib.resources import files
+
+    return Path(str(files("workbench")))
 
 
 def evalsets_dir() -> Path:
-    """The shipped eval sets (`identity.jsonl`, `general.jsonl`)."""
-    return project_root() / "evalsets"
+    """The shipped eval sets (`identity.jsonl`, `general.jsonl`, `general_en.jsonl`)."""
+    return package_dir() / "evalsets"
 
 
 def configs_dir() -> Path:
-    """The shipped XTuner config templates."""
-    return project_root() / "configs"
+    """The shipped XTuner configs, with their data (`data/`) and DeepSpeed files (`deepspeed/`) beside them."""
+    return package_dir() / "configs"
+
+
+def shipped_config(value: str | os.PathLike) -> Path | None:
+    """The shipped config a name stands for: `tiny_cpu_lora`, `tiny_cpu_lora.py`, or `configs/tiny_cpu_lora.py`
+    (how a source checkout spelled it before the configs moved into the package). None when `value` is an
+    existing file (a real path wins) or names no shipped config."""
+    p = Path(value).expanduser()
+    if p.exists() or p.parent.as_posix() not in (".", "configs"):
+        return None
+    found = configs_dir() / (p.name if p.suffix == ".py" else f"{p.name}.py")
+    return found if found.is_file() else None
+
+
+def shipped_file(value: str | os.PathLike, folder: str) -> Path | None:
+    """A file shipped under `configs/<folder>/` (`deepspeed`, `data`) named by its file name or by its old
+    checkout path (`configs/deepspeed/zero2_fp32_cpu.json`). None when `value` exists or is not one of them."""
+    p = Path(value).expanduser()
+    if p.exists() or p.parent.as_posix() not in (".", folder, f"configs/{folder}"):
+        return None
+    found = configs_dir() / folder / p.name
+    return found if found.is_file() else None

@@ -16,6 +16,7 @@ import functools
 import inspect
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def _field_docs() -> dict[str, str]:
     docs: dict[str, str] = {}
     for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = inspect.cleandoc(str(nxt.value.value))
     return docs
 
@@ -150,7 +151,7 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Set
     An unknown setting or a value of the wrong type is a `BadInput` naming the file (or variable) and key.
     """
     path = path or settings_path()
-    environ = os.environ if environ is None else environ
+    env_vars: Mapping[str, str] = os.environ if environ is None else environ
     names = {f.name for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {}
     for key, value in _read_toml(path).items():
@@ -159,9 +160,34 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Set
         values[key] = _coerce(key, value, str(path))
     for name in names:
         env = ENV_PREFIX + name.upper()
-        if env in environ:
-            value = _coerce(name, environ[env], env)
+        if env in env_vars:
+            value = _coerce(name, env_vars[env], env)
             if name == "keys":  # the environment adds to the file's overrides instead of replacing them
                 value = {**values.get("keys", {}), **value}
             values[name] = value
     return Settings(**values)
+
+
+def set_value(name: str, value: str, path: Path | None = None) -> Path:
+    """Write one top-level string setting into settings.toml (`path`, default `settings_path()`), keeping every
+    other line as it is; atomic (a temp file, then a rename). Returns the file."""
+    import json as _json
+
+    from workbench.atomic import write_text
+
+    if name not in {f.name for f in dataclasses.fields(Settings)}:
+        raise BadInput(f"unknown setting {name!r}")
+    path = path or settings_path()
+    _read_toml(path)  # a file that does not parse is an error here too, not overwritten
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    line = f"{name} = {_json.dumps(value)}"  # a JSON string is a TOML basic string
+    key = re.compile(rf"^\s*{re.escape(name)}\s*=")
+    table = next((i for i, text in enumerate(lines) if text.lstrip().startswith("[")), len(lines))
+    for i, text in enumerate(lines[:table]):
+        if key.match(text):
+            lines[i] = line
+            break
+    else:
+        lines.insert(table, line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text(path, "\n".join(lines) + "\n")

@@ -17,7 +17,10 @@ The fixes, each for a real bug seen with xtuner 0.2.0:
 4. XTuner's `encode_fn` prepends `tokenizer.bos_token_id` to every example and crashes (`+= None`) when the
    tokenizer has none: a GPT-2-style BPE such as SmolLM2's, whose chat format starts with `<|im_start|>` and
    no BOS. We make a missing bos mean "no bos" (as XTuner already does for Qwen's tokenizers), so training,
-   chat and eval feed the model the same ids (tests/models/test_real_world.py compares them).
+   chat and eval feed the model the same ids (tests/test_real_world.py compares them).
+
+And one addition that is not a fix: on a machine without CUDA, `train` gives way to chat and eval that run beside
+it, dropping to the cores they leave before each iteration (workbench/cpushare.py).
 """
 
 from __future__ import annotations
@@ -69,7 +72,14 @@ def run_tool(tool: str, args: list[str]) -> int:
     if tool not in TOOLS:
         print(f"workbench.xtuner_compat: unknown tool {tool!r} (one of {', '.join(TOOLS)})", file=sys.stderr)
         return 2
+    from workbench.quiet import quiet_libraries
+
+    quiet_libraries()  # DeepSpeed's accelerator notes would be warnings in the run's log (workbench/quiet.py)
     apply()
+    if tool == "train":
+        from workbench.cpushare import install_trainer_share
+
+        install_trainer_share()
     sys.argv = [TOOLS[tool], *args]
     try:
         runpy.run_module(TOOLS[tool], run_name="__main__", alter_sys=True)

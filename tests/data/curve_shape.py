@@ -1,5 +1,5 @@
 """What must hold, on every CPU, thread count and seed, for the tiny world's identity-only overfit run
-(configs/tiny_cpu_overfit.py) swept by `workbench eval`. Shared by tests/data/test_tiny_curves.py and
+(workbench/configs/tiny_cpu_overfit.py) swept by `workbench eval`. Shared by tests/data/test_tiny_curves.py and
 bench/curve_matrix.py (which runs it over threads x seeds)."""
 
 from __future__ import annotations

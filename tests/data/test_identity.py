@@ -12,7 +12,7 @@ import pytest
 
 from workbench.data import identity as ident
 from workbench.data import phrases
-from workbench.data.conversations import normalize, read_conversations
+from workbench.data.formats import normalize, read_conversations
 from workbench.errors import BadInput
 from workbench.evals.evalset import builtin
 from workbench.paths import configs_dir, evalsets_dir, project_root
@@ -163,8 +163,8 @@ def test_cli_writes_data_and_recipe_and_prints_stats(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--name", "Tutu", "--mix", "evalsets/general.jsonl"], "--mix and --ratio go together"),
-    (["--name", "Tutu", "--mix", "evalsets/general.jsonl", "--ratio", "1.5"], "--ratio 1.5"),
+    (["--name", "Tutu", "--mix", "workbench/evalsets/general.jsonl"], "--mix and --ratio go together"),
+    (["--name", "Tutu", "--mix", "workbench/evalsets/general.jsonl", "--ratio", "1.5"], "--ratio 1.5"),
     (["--name", "Tutu", "--mix", "nope.jsonl", "--ratio", "0.5"], "nope.jsonl: file not found"),
     (["--org", "Lab"], "--name is required"),
     (["--name", "Tutu", "--n", "0"], "--n 0"),

@@ -11,10 +11,11 @@ import pytest
 
 from workbench.data import checks as C
 from workbench.data.checks import Hardware, is_identity_question
-from workbench.data.inspect import inspect_config, parse_cfg_options
+from workbench.data.inspect import inspect_config
 from workbench.errors import BadInput
 from workbench.evals.evalset import builtin
 from workbench.paths import configs_dir, project_root
+from workbench.xtuner.config import parse_cfg_options
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = FIXTURES / "seed000_internlm2_1_8b_qlora_alpaca_e3_copy.py"
@@ -74,12 +75,25 @@ def test_a_chat_model_known_only_by_its_hub_name_is_checked_by_family():
     assert C.MODEL_NOT_FOUND not in r.codes()  # a hub id is not a missing folder
 
 
+def test_many_epochs_of_identity_only_data_are_the_tutorials_trap_and_mixed_data_is_not():
+    tutorial = configs_dir() / "internlm2_chat_1_8b_qlora_self_cognition.py"
+    r = inspect_config(tutorial, hardware=A100)  # its self-cognition data alone, 17 times over
+    (w,) = [w for w in r.warnings if w.code == C.IDENTITY_ONLY_EPOCHS]
+    assert w.message.startswith("about 17 epochs of identity-only data (120 conversations")
+    three = 3 * 120 // r.batch_size  # iterations for 3 passes: the limit, not over it
+    few = inspect_config(tutorial, hardware=A100, cfg_options={"train_cfg.max_iters": three})
+    assert C.IDENTITY_ONLY_EPOCHS not in few.codes()
+    mixed = inspect_config(configs_dir() / "smollm2_cpu_mixed.py", hardware=CPU)
+    assert mixed.data_recipe["stats"]["general"] > 0 and C.IDENTITY_ONLY_EPOCHS not in mixed.codes()
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_configs_load_and_pass_inspect_with_no_warning_on_this_cpu(name, tiny_world, monkeypatch):
     monkeypatch.delenv("WORKBENCH_MODEL", raising=False)  # the default path: $WORKBENCH_HOME's tiny world
     monkeypatch.delenv("WORKBENCH_DATA", raising=False)
     r = inspect_config(configs_dir() / name, hardware=CPU)
-    assert r.warnings == [], r.warnings
+    # the overfit config is the demo's trap on purpose: 300 iterations of identity-only data, and it says so
+    assert r.codes() == ([C.IDENTITY_ONLY_EPOCHS] if "overfit" in name else []), r.warnings
     assert Path(r.model_path).resolve() == Path(tiny_world).resolve()
     assert (r.prompt_template, r.precision, r.accumulative_counts, r.save_total_limit) == ("internlm2_chat", "fp32", 1, -1)
     assert r.evaluation_freq == r.save_steps and r.data_recipe["name"] == "Tutu"
@@ -92,7 +106,8 @@ def test_the_real_worlds_configs_pass_inspect_with_no_warning_on_this_cpu(name, 
     monkeypatch.delenv("WORKBENCH_MODEL", raising=False)  # the default path: $WORKBENCH_HOME's real world
     monkeypatch.delenv("WORKBENCH_DATA", raising=False)
     r = inspect_config(configs_dir() / name, hardware=CPU)
-    assert r.warnings == [], r.warnings
+    # the identity-only run is the demo's "before": it forgets on purpose, and inspect says it will
+    assert r.codes() == ([C.IDENTITY_ONLY_EPOCHS] if "identity" in name else []), r.warnings
     assert Path(r.model_path).resolve() == Path(real_world).resolve()
     assert (r.prompt_template, r.precision, r.accumulative_counts, r.save_total_limit) == ("qwen_chat", "fp32", 1, -1)
     assert r.evaluation_freq == r.save_steps and r.data_recipe["name"] == "Ada"
@@ -107,7 +122,8 @@ def test_the_1_8b_configs_pass_inspect_with_no_warning_on_a_single_gpu(name, hw,
     monkeypatch.delenv("WORKBENCH_MODEL", raising=False)
     monkeypatch.delenv("WORKBENCH_DATA", raising=False)
     r = inspect_config(configs_dir() / name, hardware=hw)
-    assert r.warnings == [], r.warnings
+    # the tutorial's settings, corrected; its data is still self-cognition alone (the _mixed config is the cure)
+    assert r.codes() == ([] if "mixed" in name else [C.IDENTITY_ONLY_EPOCHS]), r.warnings
     assert (r.model_path, r.prompt_template, r.precision) == ("internlm/internlm2-chat-1_8b", "internlm2_chat", precision)
     assert (r.accumulative_counts, r.save_total_limit, r.save_steps, r.quantization) == (1, -1, 50, "4-bit nf4")
     assert ("ZeRO-2" in (r.deepspeed or "")) == name.endswith("_zero2.py")
@@ -169,7 +185,7 @@ def test_bad_config_paths_and_configs_that_do_not_load_are_one_line_errors_with_
     broken.write_text("from mmengine.hooks import CheckpointHook\nlr = 1e-4\nbatch_size = (\n")
     p = _cli(str(broken))
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
-    assert "broken.py: does not load (" in p.stderr
+    assert "broken.py: does not load: SyntaxError: " in p.stderr
     with pytest.raises(BadInput, match="does not load"):
         inspect_config(broken, hardware=CPU)
 
@@ -186,9 +202,10 @@ def test_a_top_level_cfg_option_that_training_never_reads_is_flagged_with_the_ke
     assert "cfg_option_top_level" not in fixed.codes() and fixed.lr == 1e-4
 
 
-def test_inspect_takes_the_same_cfg_options_as_train():
-    p = subprocess.run([sys.executable, "-m", "workbench", "inspect", str(configs_dir() / "tiny_cpu_lora.py"),
-                        "--cfg-options", "max_iters=5", "--json"], capture_output=True, text=True, cwd=project_root())
+def test_inspect_takes_the_same_cfg_options_as_train_and_a_shipped_config_by_name(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "workbench", "inspect", "tiny_cpu_lora.py",
+                        "--cfg-options", "max_iters=5", "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+    assert Path(json.loads(p.stdout)["path"]) == configs_dir() / "tiny_cpu_lora.py"
     codes = [w["code"] for w in json.loads(p.stdout)["warnings"]]
     assert "cfg_option_top_level" in codes

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.data.checks import Hardware
 from workbench.data.inspect import inspect_config
-from workbench.paths import project_root
+from workbench.paths import evalsets_dir, project_root
 
 
 def _init(*args: str) -> subprocess.CompletedProcess:
@@ -25,9 +25,10 @@ def test_init_on_the_tiny_world_writes_a_project_that_inspects_clean(tiny_world,
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert sorted(str(f.relative_to(proj)) for f in proj.rglob("*") if f.is_file()) == [
-        "config.py", "data/identity.json", "data/identity.recipe.json", "eval_vars.json"]
+        "config.py", "data/identity.json", "data/identity.recipe.json"]
     assert Path(out["template"]).name == "tiny_cpu_lora.py"
-    assert json.loads((proj / "eval_vars.json").read_text(encoding="utf-8")) == {"name": "小明", "org": "上海AI实验室"}
+    recipe = json.loads((proj / "data" / "identity.recipe.json").read_text(encoding="utf-8"))
+    assert (recipe["name"], recipe["org"]) == ("小明", "上海AI实验室")  # what `workbench eval` fills {name}/{org} from
     r = inspect_config(proj / "config.py", hardware=Hardware.cpu())
     assert r.warnings == [], r.warnings
     assert r.model_path == str(Path(tiny_world).resolve())
@@ -41,7 +42,7 @@ def test_init_on_the_tiny_world_writes_a_project_that_inspects_clean(tiny_world,
 def test_init_with_a_hub_model_and_a_mix_uses_the_mixed_1_8b_config(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_PRECISION", "bf16")
     proj = tmp_path / "p"
-    mix = project_root() / "evalsets" / "general.jsonl"
+    mix = evalsets_dir() / "general.jsonl"
     p = _init(str(proj), "--name", "Tutu", "--org", "Lab", "--model", "internlm/internlm2-chat-1_8b",
               "--mix", str(mix), "--ratio", "0.5", "--json")
     assert p.returncode == 0, p.stderr
@@ -96,7 +97,7 @@ def test_init_fills_an_empty_existing_folder(tmp_path):
 def test_data_modules_import_without_torch_textual_or_mmengine():
     """`workbench data`, `init` and the TUI's use of the inspector start fast: heavy imports happen in calls."""
     code = ("import sys\nimport workbench.commands.data, workbench.data.identity, workbench.data.scaffold, "
-            "workbench.data.checks, workbench.data.inspect, workbench.data.conversations\n"
+            "workbench.data.checks, workbench.data.inspect, workbench.data.formats\n"
             "print([m for m in ('torch', 'transformers', 'textual', 'xtuner', 'mmengine') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project_root(), check=True)
     assert out.stdout.strip() == "[]"

@@ -14,10 +14,12 @@ from workbench.evals import report as Rep
 from workbench.evals import responses as R
 from workbench.evals.cache import ResponseCache, content_hash
 from workbench.evals.evalset import EvalSet, builtin, combine, load
-from workbench.evals.evaluate import Request, finish, parse_iters, parse_vars, vars_from_config
+from workbench.evals.evaluate import Request, finish, parse_vars
 from workbench.evals.fromlog import collect_samples, score_samples
 from workbench.evals.results import Target
-from workbench.evals.sweep import Generated, Reply
+from workbench.evals.sweep import Generated
+from workbench.models.base import Reply
+from workbench.targets import parse_iters, variables_of
 
 from .helpers import synthetic_responses
 
@@ -59,9 +61,9 @@ def test_vars_come_from_the_recipe_beside_the_runs_training_data(tmp_path):
     config = tmp_path / "work" / "my_config.py"
     config.parent.mkdir()
     config.write_text(f"pretrained_model_name_or_path = '/models/base'\ndata_path = {str(data)!r}\n", encoding="utf-8")
-    found, where = vars_from_config(config)
+    found, where = variables_of(config)
     assert found == {"name": "小明", "org": "上海AI实验室"} and where == str(data)
-    assert vars_from_config(tmp_path / "missing.py") == ({}, None)
+    assert variables_of(tmp_path / "missing.py") == ({}, None)
 
 
 def test_cache_is_keyed_by_prompt_survives_a_damaged_line_and_rewrites_atomically(wb_home):
@@ -92,7 +94,7 @@ def test_saved_responses_round_trip_to_the_same_rows(items, tmp_path):
     for r in synthetic_responses():
         by_label.setdefault(r["checkpoint"], {})[r["id"]] = r["response"]
     gens = [Generated(Target("base", "base") if k == "base" else Target(k, "checkpoint", "x.pth", int(k[5:])),
-                      "internlm2_chat", {i: Reply(t, "eos") for i, t in v.items()}) for k, v in by_label.items()]
+                      "internlm2_chat", {i: Reply(t, tokens=1, stop_reason="eos") for i, t in v.items()}) for k, v in by_label.items()]
     from workbench.evals.sweep import score
 
     direct = score(gens, items)
@@ -205,8 +207,9 @@ def test_loading_a_file_with_a_bad_kind_names_the_line(tmp_path):
 
 
 def test_the_default_batch_follows_the_backends_device_and_an_explicit_one_wins(tiny_world):
-    from workbench.models.hf import BATCH_SIZE_CPU, BATCH_SIZE_GPU, TransformersBackend, default_batch_size
+    from workbench.models.hf import TransformersBackend
+    from workbench.models.loading import BATCH_SIZE_CPU, BATCH_SIZE_GPU, default_batch_size
 
     assert default_batch_size("cpu") == BATCH_SIZE_CPU < default_batch_size("cuda:0") == BATCH_SIZE_GPU
-    assert TransformersBackend(tiny_world, device="cpu").batch_size == BATCH_SIZE_CPU
-    assert TransformersBackend(tiny_world, device="cpu", batch_size=200).batch_size == 200
+    assert TransformersBackend(tiny_world, device="cpu").preferred_batch_size == BATCH_SIZE_CPU
+    assert TransformersBackend(tiny_world, device="cpu", batch_size=200).preferred_batch_size == 200

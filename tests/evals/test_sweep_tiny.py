@@ -1,5 +1,5 @@
 """The eval on the tiny world, for real: an XTuner LoRA run on identity-only data with too many steps
-(configs/tiny_cpu_overfit.py) is swept by `workbench eval` in a child process, interrupted and resumed,
+(workbench/configs/tiny_cpu_overfit.py) is swept by `workbench eval` in a child process, interrupted and resumed,
 and the same run is scored from its log, under two templates, and adapter-vs-merged.
 
 One training run and one sweep for the whole module (session fixtures); the other tests reuse them.
@@ -34,7 +34,7 @@ def _cli(*args: str, home: Path, timeout: float = 600) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="session")
 def overfit_run(tiny_overfit_run_dir, tmp_path_factory) -> Path:
-    """A copy of the shared finished run of configs/tiny_cpu_overfit.py (identity-only data, too many steps):
+    """A copy of the shared finished run of workbench/configs/tiny_cpu_overfit.py (identity-only data, too many steps):
     these tests convert its checkpoints, which writes into the work dir.
 
     Its data has a recipe beside it, so the sweep finds {name}/{org} without --var."""

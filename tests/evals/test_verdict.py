@@ -118,3 +118,32 @@ def test_when_later_checkpoints_learned_the_identity_only_by_forgetting_the_advi
     assert "train longer" not in text.replace("rather than train longer", "")
     # with nothing learned later, training longer is the advice
     assert "train longer, or with more identity data" in V.decide(rows[:2]).explanation
+
+
+def _with_sources(rows: list[Row]) -> list[Row]:
+    from dataclasses import replace
+
+    for r in rows:
+        if not r.is_base:
+            r.target = replace(r.target, source=f"/w/iter_{r.target.iteration}.pth")
+    return rows
+
+
+def test_the_comparison_after_a_sweep_is_the_recommended_checkpoint_and_the_last():
+    rows = _with_sources([row(None, 0.0, 0.96), row(100, 0.2, 0.96), row(300, 0.92, 0.93), row(600, 1.0, 0.02)])
+    picked = V.checkpoints_to_compare(rows, V.decide(rows), "internlm2_chat")
+    assert [(r.name, why) for r, why in picked] == [("iter_300", "recommended"), ("iter_600", "last")]
+
+
+def test_without_a_recommendation_the_comparison_shows_where_the_identity_was_learned():
+    rows = _with_sources([row(None, 0.0, 0.96), row(100, 0.95, 0.10, leak=0.9), row(200, 1.0, 0.02, leak=0.98)])
+    verdict = V.decide(rows)
+    assert verdict.recommended is None
+    picked = V.checkpoints_to_compare(rows, verdict)
+    assert [(r.name, why) for r, why in picked] == [("iter_100", "identity learned"), ("iter_200", "last")]
+
+
+def test_the_comparison_names_the_last_checkpoint_once_and_needs_a_checkpoint():
+    rows = _with_sources([row(None, 0.0, 0.96), row(100, 0.95, 0.95)])
+    assert [(r.name, why) for r, why in V.checkpoints_to_compare(rows, V.decide(rows))] == [("iter_100", "recommended")]
+    assert V.checkpoints_to_compare([row(None, 0.0, 0.96)], None) == []

@@ -30,11 +30,11 @@ def hf_backend(tiny_world, tiny_run_dir, converted_iter60):
     (iter_10 ... iter_60), plus iter_60 as converted by XTuner (PEFT folder, "iter_60_hf").
     Tests set the active one themselves."""
     from workbench.models.base import get_backend
-    from workbench.models.xtuner_ckpt import list_checkpoints
+    from workbench.xtuner.workdir import WorkDir
 
     backend = get_backend("transformers", tiny_world, device="cpu")
-    for ckpt in list_checkpoints(tiny_run_dir):
-        backend.add_adapter(ckpt.stem, ckpt)
+    for ckpt in WorkDir(tiny_run_dir).checkpoints():
+        backend.add_adapter(ckpt.name, ckpt.path)
     backend.add_adapter("iter_60_hf", converted_iter60)
     yield backend
     backend.close()

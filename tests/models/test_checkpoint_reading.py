@@ -8,7 +8,7 @@ import textwrap
 
 import torch
 
-from workbench.models.xtuner_ckpt import load_state_dict
+from workbench.xtuner.checkpoint import load_state_dict
 
 GUARD = textwrap.dedent("""
     import builtins, sys
@@ -19,7 +19,7 @@ GUARD = textwrap.dedent("""
         return real(name, *a, **k)
     builtins.__import__ = guarded
     import torch
-    from workbench.models.xtuner_ckpt import load_state_dict
+    from workbench.xtuner.checkpoint import load_state_dict
     sd = load_state_dict(sys.argv[1])
     torch.save({k: v.clone() for k, v in sd.items()}, sys.argv[2])
     assert not any(m.startswith(("mmengine", "xtuner")) for m in sys.modules)

@@ -258,7 +258,8 @@ def test_a_fused_adapter_missing_layer_weights_is_refused_like_on_the_peft_path(
 
 
 def test_fast_mode_defaults_on_for_cuda_off_for_cpu_and_the_env_var_forces_it(tiny_world, monkeypatch):
-    from workbench.models.hf import TransformersBackend, _want_fast
+    from workbench.models.hf import TransformersBackend
+    from workbench.models.hf_decode import want_fast as _want_fast
 
     monkeypatch.delenv("WORKBENCH_FAST_DECODE", raising=False)
     assert _want_fast(None, "cuda", False) and _want_fast(None, "cuda:1", False)
@@ -350,6 +351,7 @@ def test_a_session_compiles_the_decode_step_while_loading_not_on_the_first_messa
     (On the CPU nothing compiles; the property is forced here and the warm-up runs the eager fast loop.)"""
     from workbench.models.hf import TransformersBackend
     from workbench.models.session import ModelSpec, open_session
+    from workbench.targets import resolve_spec
 
     calls = []
     real = TransformersBackend.warm_up
@@ -361,9 +363,9 @@ def test_a_session_compiles_the_decode_step_while_loading_not_on_the_first_messa
 
     monkeypatch.setattr(TransformersBackend, "warm_up", spy)
     notices = []
-    session = open_session(ModelSpec(base=str(tiny_world), device="cpu", backend_options={"fast": True,
-                                                                                          "compile": False}),
-                           GenerationSettings(max_new_tokens=8), notice=notices.append)
+    spec = ModelSpec(base=str(tiny_world), device="cpu", backend_options={"fast": True, "compile": False})
+    session = open_session(spec, GenerationSettings(max_new_tokens=8), notice=notices.append,
+                           resolved=resolve_spec(spec))
     try:
         assert len(calls) == 1 and any("compiling the decode step" in n for n in notices)
         backend = session.variants["base"].backend

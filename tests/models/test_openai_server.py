@@ -168,3 +168,32 @@ def test_close_stops_the_server(served):
     assert wait_until(lambda: not alive(pid), 30)
     with pytest.raises(OperationFailed, match="refused the connection"):
         OpenAIClient(url, "k", timeout=5).models()
+
+
+def test_a_chat_session_on_lmdeploy_starts_the_server_while_loading_with_the_settings_python(tiny_world, wb_home,
+                                                                                              tmp_path):
+    """The front end's settings name lmdeploy's Python (`spec_from`); `Backend.prepare` starts the server while the
+    session loads, and says so, not on the first message."""
+    from workbench.models.conversations import conversations_dir
+    from workbench.models.session import open_session, spec_from
+    from workbench.settings import Settings
+    from workbench.targets import resolve_spec
+
+    settings = Settings(lmdeploy_python=sys.executable, conversations_dir=str(tmp_path / "chats"))
+    spec = spec_from(settings, base=str(tiny_world), backend="lmdeploy", template="internlm2_chat",
+                     backend_options={"entry": TEST_SERVER, "start_timeout": 300, "timeout": 30})
+    assert spec.backend_options["python"] == sys.executable
+    notices: list[str] = []
+    session = open_session(spec, GenerationSettings(max_new_tokens=8), notice=notices.append,
+                           resolved=resolve_spec(spec, settings), conversations=conversations_dir(settings))
+    try:
+        backend = session.variants["base"].backend
+        assert isinstance(backend, LmdeployBackend) and backend.running
+        assert "starting the lmdeploy server…" in notices
+        pid = backend.pid
+        assert "".join(session.ask("中国的首都是哪里？")).strip() == "北京"
+        assert backend.pid == pid  # the first message did not start (or restart) it
+        assert session.last_reply is not None and session.last_reply.stop_reason in ("eos", "stop_word")
+        assert list((tmp_path / "chats").glob("*.jsonl"))  # saved where the settings say
+    finally:
+        session.close()

@@ -122,3 +122,21 @@ def test_merge_never_runs_model_code_from_the_base_folder_unless_trusted(wb_home
     one_line_error(cli("merge", str(base), str(adapter), str(tmp_path / "out"), home=wb_home),
                    "ships its own model code")
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_shows_the_progress_loss_and_eta_a_run_last_logged(wb_home, tmp_path):
+    import json
+
+    work = fake_finished_work_dir(tmp_path / "work")
+    run_id = cli("import", str(work), "--json", home=wb_home, check=True).stdout.split('"id": "')[1][:6]
+    (record,) = json.loads(cli("runs", "--json", home=wb_home, check=True).stdout)
+    assert record["id"] == run_id and record["work_dir"] == str(work)  # the run record's keys stay
+    assert (record["iter"], record["loss"], record["eta"]) == (2, 1.0, None)  # no eta once it ended
+    header, row = cli("runs", home=wb_home, check=True).stdout.splitlines()[:2]
+    assert header.lower().split()[:6] == ["id", "name", "status", "progress", "loss", "eta"]
+    assert row.split()[2:5] == ["finished", "2/2", "1"]
+
+
+def test_merge_of_a_run_checkpoint_takes_iter_and_no_paths(wb_home):
+    one_line_error(cli("merge", "--run", "zz9", home=wb_home), "--run takes --iter N")
+    one_line_error(cli("merge", "base", home=wb_home), "BASE ADAPTER OUT, or --run RUN --iter N")

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from workbench.demo.world import PROMPT_FORMAT
-from workbench.runs.config import read_dumped_config
+from workbench.xtuner.config import read_dumped_config
 
 from .helpers import cli
 

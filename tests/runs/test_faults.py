@@ -22,7 +22,7 @@ from workbench.runs import procs, registry
 from workbench.runs.follow import RunFollower
 from workbench.runs.model import Run, RunStatus
 
-from .helpers import RUN_DEADLINE_S, TINY_CONFIG, cli, run_record, session_alive, wait_for
+from .helpers import RUN_DEADLINE_S, TINY_CONFIG, cli, run_record, session_alive, wait_ended, wait_for
 from .test_cli_errors import one_line_error
 
 LINE = ("2026/11/23 10:37:{s:02d} - mmengine - INFO - Iter(train) [{i}/100]  lr: 1.0000e-03  eta: 0:00:01  "
@@ -69,6 +69,42 @@ def test_sigkill_of_the_training_process_fails_the_run_with_the_signal(wb_home, 
     record = run_record(run["id"], wb_home)
     assert (record["status"], record["exit_code"]) == ("failed", -9), record
     assert record["reason"].startswith("killed by SIGKILL")
+
+
+# -- the disk filling while a checkpoint is written ------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path, tiny_run_dir):
+    """A tmpfs that holds one of the tiny run's checkpoints and its logs, not two (root can mount one: CI does)."""
+    one = (tiny_run_dir / "iter_10.pth").stat().st_size
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size_kb = (one * 3 // 2 + (256 << 10)) // 1024
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(disk)], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({p.stderr.strip()}): the full-disk test needs one")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_while_a_checkpoint_is_written_fails_the_run_as_such_and_keeps_the_earlier_one(
+        wb_home, small_disk, tiny_world):
+    # Before: the supervisor could not write exit.json on the full disk and died, so the run read as "lost: the
+    # supervisor was killed", with no word of the disk.
+    work = small_disk / "work"
+    proc = cli("train", str(TINY_CONFIG), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=30", "--json",
+               home=wb_home, env={"WORKBENCH_MODEL": str(tiny_world), "OMP_NUM_THREADS": "1"}, check=True)
+    run = json.loads(proc.stdout)
+    record = wait_ended(run["id"], wb_home)
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith("no space left on device"), record
+    import torch
+
+    kept = torch.load(work / "iter_10.pth", map_location="cpu", weights_only=False)  # the earlier one is whole
+    assert kept["meta"]["iter"] == 10
+    assert (work / "last_checkpoint").read_text().strip().endswith("iter_10.pth")  # resume would start there
+    assert [r["id"] for r in json.loads(cli("runs", "--json", home=wb_home, check=True).stdout)] == [run["id"]]
 
 
 # -- damaged checkpoints ---------------------------------------------------------------------------------------

@@ -91,3 +91,89 @@ def test_following_from_now_skips_what_was_already_written(tmp_path):
     with open(log, "a", encoding="utf-8") as f:
         f.write(metrics_line(2, 10, 4.9))
     assert [e.iter for e in follower.poll() if e.kind == "metrics"] == [2]
+
+
+def _ended(run: Run, code: int = 0) -> None:
+    """Make `run` look ended with exit `code` (a process that is gone, an exit record)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = procs.start_ticks(dead.pid)
+    dead.wait()
+    atomic.write_json(run.run_dir + "/pid.json", {"pid": dead.pid, "sid": dead.pid, "start_ticks": ticks,
+                                                    "boot_id": procs.boot_id(), "host": ""})
+    atomic.write_json(run.run_dir + "/exit.json", {"code": code, "ended_at": time.time()})
+
+
+def test_follow_run_hands_every_batch_over_and_returns_once_the_run_ended(tmp_path):
+    from workbench.runs.follow import follow_run
+
+    started = time.time() - 100
+    log = stamp_folder(tmp_path, started + 1)
+    run = make_run(tmp_path, "eeeeee", started)
+    with open(log, "w", encoding="utf-8") as f:
+        f.writelines(metrics_line(i, 3, 5.0 - i / 10) for i in (1, 2, 3))
+    _ended(run)
+    seen: list = []
+    assert follow_run(run, lambda events, follower: seen.extend(events), idle=0.01) is True
+    assert [e.kind for e in seen] == ["metrics", "metrics", "metrics", "train_end", "run_end"]
+    assert seen[-1].status == "finished"
+
+
+def test_follow_run_stops_when_cancelled_or_caught_up(tmp_path):
+    import threading
+
+    from workbench.runs.follow import follow_run
+
+    started = time.time() - 100
+    log = stamp_folder(tmp_path, started + 1)
+    run = make_run(tmp_path, "ffffff", started)
+    run.stdout_path.write_text("", encoding="utf-8")
+    with open(log, "w", encoding="utf-8") as f:
+        f.write(metrics_line(1, 10, 4.0))
+    atomic.write_json(run.run_dir + "/pid.json", {"pid": 0, "sid": 0, "start_ticks": 0, "boot_id": procs.boot_id(),
+                                                    "host": ""})
+    seen: list = []
+    # Not until its end: what was written so far, then back (the run counts as still going or not: no matter).
+    assert follow_run(run, lambda events, _f: seen.extend(e for e in events if e.kind == "metrics"),
+                      until_end=False, idle=0.01) in (False, True)
+    assert [e.iter for e in seen] == [1]
+    cancel = threading.Event()
+    cancel.set()
+    calls: list = []
+    assert follow_run(run, lambda *a: calls.append(a), cancel) is False and calls == []
+
+
+def test_latest_metrics_of_a_run_and_of_many_without_reading_a_followed_log_twice(tmp_path):
+    from workbench.runs.follow import LatestMetrics, latest_metrics
+
+    started = time.time() - 100
+    log = stamp_folder(tmp_path, started + 1)
+    run = make_run(tmp_path, "gggggg", started)
+    assert latest_metrics(run) is None  # nothing logged yet
+    with open(log, "w", encoding="utf-8") as f:
+        f.writelines(metrics_line(i, 10, 5.0 - i / 10) for i in (1, 2))
+    last = latest_metrics(run)
+    assert (last.iter, last.max_iters, last.loss, last.eta) == (2, 10, 4.8, "0:00:01")
+
+    tracker = LatestMetrics()
+    assert tracker.update([run])["gggggg"].iter == 2
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(metrics_line(3, 10, 4.7))
+    assert tracker.update([run])["gggggg"].iter == 3  # followed by offset: the new line only
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(metrics_line(4, 10, 4.6))
+    # The caller follows this run's log itself: the tracker leaves it alone (and closes its own tail).
+    assert tracker.update([run], followed={"gggggg"})["gggggg"].iter == 3 and not tracker._tails
+    tracker.close()
+
+
+def test_logs_prints_an_ended_runs_events_with_and_without_follow(wb_home, tmp_path):
+    from .helpers import cli
+    from .test_cli_errors import fake_finished_work_dir
+
+    work = fake_finished_work_dir(tmp_path / "work")
+    run_id = cli("import", str(work), "--json", home=wb_home, check=True).stdout.split('"id": "')[1][:6]
+    plain = cli("logs", run_id, home=wb_home, check=True).stdout
+    assert "iter 1/2  loss 2.0000" in plain and "iter 2/2  loss 1.0000" in plain, plain
+    followed = cli("logs", run_id, "--follow", "--json", home=wb_home, check=True).stdout.splitlines()
+    kinds = [json.loads(line)["kind"] for line in followed]
+    assert kinds.count("metrics") == 2 and kinds[-1] == "run_end"

@@ -1,7 +1,7 @@
 """Fixtures of the TUI tests: a recorded run (deterministic screens) and the session's real tiny run.
 
 `recorded_home`: a fresh WORKBENCH_HOME whose registry holds run ``rec001``, a real run of
-configs/tiny_cpu_lora.py recorded into tests/tui/fixtures/recorded_run (logs, scalars, config and the
+workbench/configs/tiny_cpu_lora.py recorded into tests/tui/fixtures/recorded_run (logs, scalars, config and the
 run's records; its checkpoints are empty placeholders). Used by snapshots and by flows that only read.
 
 `tiny_home`: a WORKBENCH_HOME whose registry holds a copy of the session's finished `tiny_run_dir`

@@ -96,6 +96,41 @@ async def test_command_palette_offers_the_screens_commands(recorded_home):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 5, "the Eval screen")
 
 
+async def test_the_palette_opens_a_runs_tab_from_another_screen(recorded_home):
+    app = WorkbenchApp(Settings(), start_mode="eval")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 5, "the Eval screen")
+        await pilot.press("ctrl+p", *"Runs › Log tab")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", 5, "the Runs screen")
+        await wait_for(pilot, lambda: app.screen.query_one("TabbedContent").active == "tab-log", 5, "the Log tab")
+        assert type(app.focused).__name__ == "LogView"
+
+
+async def test_chat_on_a_checkpoint_opens_chat_without_resolving_on_the_ui_thread(recorded_home, monkeypatch):
+    import threading
+
+    import workbench.tui.core as core
+
+    threads = []
+
+    def base_of(run):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return "/nonexistent/base"
+
+    monkeypatch.setattr(core, "run_base_model", base_of)
+    app = WorkbenchApp(Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "iter 300/300" in screen_text(app), 10, "the run")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: app.screen.query_one("CheckpointsPanel").selected is not None, 5)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ChatScreen", 10, "the Chat screen")
+        assert threads == [False]  # the run's base was looked up in a worker
+        await wait_for(pilot, lambda: app.errors, 30, "the missing base reported")
+
+
 async def test_a_failing_action_is_a_notification_and_the_app_keeps_running(recorded_home):
     app = WorkbenchApp(Settings())
     async with app.run_test(size=(80, 24)) as pilot:
@@ -136,3 +171,16 @@ async def test_a_first_start_with_no_runs_says_how_to_get_one(wb_home):
         await wait_for(pilot, lambda: "No runs yet" in screen_text(app), 10, "the empty-state hint")
         text = screen_text(app)
         assert "n: start one from a config" in text and "workbench import" in text
+
+
+def test_tui_command_refuses_to_start_without_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    from workbench.paths import project_root
+
+    proc = subprocess.run([sys.executable, "-m", "workbench", "tui"], cwd=project_root(), capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin",
+                                                                    "WORKBENCH_HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "the TUI needs a terminal" in proc.stderr and "demo --headless" in proc.stderr

@@ -99,10 +99,10 @@ async def test_start_form_refuses_a_work_dir_that_holds_another_runs_checkpoints
 async def test_a_slow_earlier_inspection_does_not_overwrite_the_config_typed_since(recorded_home, monkeypatch):
     import threading
 
-    import workbench.tui.core as core
+    import workbench.runs.plan as plan
     from workbench.errors import WorkbenchError
 
-    real, release, answered = core.inspect_for_start, threading.Event(), []
+    real, release, answered = plan.plan_start, threading.Event(), []
 
     def inspect(config, cfg_options, name):
         if Path(config).name == "tiny_cpu_lora.py":
@@ -111,7 +111,7 @@ async def test_a_slow_earlier_inspection_does_not_overwrite_the_config_typed_sin
             raise WorkbenchError("the stale answer was shown")
         return real(config, cfg_options, name)
 
-    monkeypatch.setattr(core, "inspect_for_start", inspect)
+    monkeypatch.setattr(plan, "plan_start", inspect)
     app = WorkbenchApp(Settings())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.screen.selected == "rec001", 10, "the runs")
@@ -219,8 +219,9 @@ async def test_eval_clears_the_previous_runs_results_when_another_run_is_chosen(
 
 @pytest.mark.slow
 async def test_eval_shows_a_fully_cached_report_at_once_without_a_sweep(tiny_home):
+    from workbench.evals.run_sweep import sweep_run
     from workbench.runs import registry
-    from workbench.tui.core import sweep_run
+    from workbench.tui.navigation import OpenEval
 
     (run,) = registry.list_runs()
     names = {"name": "Tutu", "org": "Workbench Lab"}
@@ -228,8 +229,7 @@ async def test_eval_shows_a_fully_cached_report_at_once_without_a_sweep(tiny_hom
     app = WorkbenchApp(Settings())
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.pending["eval"] = {"run": run.id, "iters": "last", "variables": names}
-        app.switch_mode("eval")
+        app.post_message(OpenEval(run.id, "last", variables=names))
         await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 5)
         screen = app.screen
         await wait_for(pilot, lambda: screen.report is not None, 60, "the cached report, without `g`")
@@ -258,12 +258,13 @@ async def test_end_selects_the_last_run_and_one_key_reaches_the_checkpoints_tabl
 
 
 async def test_models_picker_tells_checkpoints_of_same_named_runs_apart(two_runs):
-    from workbench.tui.core import chat_candidates
+    from workbench.runs.catalog import checkpoint_catalog as chat_candidates
 
     _, items = chat_candidates()
-    names = [name for name, *_ in items]
-    assert len(names) == len(set(names))  # two runs called `demo`: every variant name is unique
-    assert "demo-rec001-iter_300" in names and "demo-rec002-iter_125" in names
+    keys = [key for key, *_ in items]
+    assert len(keys) == len(set(keys))  # two runs called `demo`: every checkpoint is a choice of its own
+    labels = [label for *_, label in items]
+    assert "demo/iter_300  run rec001" in labels and "demo/iter_125  run rec002" in labels
     app = WorkbenchApp(Settings(), start_mode="chat")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -345,17 +346,24 @@ async def test_a_reopened_conversation_shows_its_side_by_side_comparisons(tiny_h
         assert all(isinstance(r, SavedReply) for _, rs in screen.comparisons for _, r in rs)
 
 
-def test_saved_comparisons_are_read_back_from_the_conversation_file(wb_home):
-    from workbench.models.conversations import ConversationWriter
-    from workbench.tui.core import list_conversations, saved_comparisons
+def test_saved_comparisons_are_read_back_from_the_conversation_file(wb_home, tmp_path):
+    from workbench.models.conversations import (
+        ConversationWriter,
+        conversation_labels,
+        conversations_dir,
+        saved_comparisons,
+    )
+    from workbench.settings import Settings
 
-    writer = ConversationWriter({"spec": {"base": "/m"}})
+    settings = Settings(conversations_dir=str(tmp_path / "chats"))  # the app's settings say where they are kept
+    writer = ConversationWriter({"spec": {"base": "/m"}}, directory=conversations_dir(settings))
     writer.append({"type": "compare", "prompt": "Who are you?", "answers": [
         {"variant": "base", "text": "I am TinyLM", "stop_reason": "eos"},
         {"variant": "demo-iter_60", "text": "I am Tutu's assistant", "stop_reason": "eos"}]})
-    assert saved_comparisons(writer.id) == [("Who are you?", [
+    assert saved_comparisons(writer.id, settings) == [("Who are you?", [
         ("base", {"variant": "base", "text": "I am TinyLM", "stop_reason": "eos"}),
         ("demo-iter_60", {"variant": "demo-iter_60", "text": "I am Tutu's assistant", "stop_reason": "eos"})])]
-    ((conv_id, label),) = list_conversations()
+    ((conv_id, label),) = conversation_labels(settings)
     assert conv_id == writer.id and label.endswith("Who are you?  (1 compared)")
+    assert Path(writer.path).parent == tmp_path / "chats"
     assert json.loads(Path(writer.path).read_text().splitlines()[0])["type"] == "header"

@@ -10,6 +10,7 @@ import pytest
 
 from workbench.settings import Settings
 from workbench.tui.app import WorkbenchApp
+from workbench.tui.navigation import OpenChat
 from workbench.tui.widgets.transcript import ReplyView, Transcript
 
 from .helpers import screen_text, wait_for
@@ -29,8 +30,8 @@ async def test_chat_streams_a_reply_swaps_adapters_compares_and_reopens(tiny_hom
     app = WorkbenchApp(Settings(max_new_tokens=24))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        app.open_chat({"base": str(tiny_world),
-                       "adapters": [["iter_10", str(work / "iter_10.pth")], ["iter_60", str(work / "iter_60.pth")]]})
+        app.post_message(OpenChat({"base": str(tiny_world), "adapters": [["iter_10", str(work / "iter_10.pth")],
+                                                                        ["iter_60", str(work / "iter_60.pth")]]}))
         await wait_for(pilot, lambda: getattr(app.screen, "session", None) is not None, 120, "the models")
         screen = app.screen
         session = screen.session
@@ -166,8 +167,8 @@ async def test_demo_mode_sweeps_the_finished_run_then_offers_the_comparison_in_c
         await wait_for(pilot, lambda: type(app.screen).__name__ == "EvalScreen", 30, "the Eval screen")
         screen = app.screen
         await wait_for(pilot, lambda: screen.report is not None, 900, "the sweep")
-        await wait_for(pilot, lambda: "chat" in app.pending, 5, "the comparison prepared")
-        spec = app.pending["chat"]
+        await wait_for(pilot, lambda: app.demo_flow.comparison is not None, 5, "the comparison prepared")
+        spec = app.demo_flow.comparison
         assert spec["compare"][0] == "base" and spec["compare"][-1] == "iter_60"
         await pilot.press("f2")
         chat = app.screen

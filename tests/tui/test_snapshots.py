@@ -138,6 +138,8 @@ def test_start_run_form(recorded_home, snap_compare, monkeypatch):
                         lambda config, name=None, **k: Path("/home/you/work_dirs/tiny_cpu_lora/20261203-142847"))
     monkeypatch.setattr(launch, "work_dir_problem", lambda work_dir: None)
     monkeypatch.setenv("WORKBENCH_MODEL", "/nonexistent/tiny-world")
+    # and the data: its real path is where the checkout is, whose length moved the form's wrapping by machine
+    monkeypatch.setenv("WORKBENCH_DATA", "/nonexistent/tiny_identity_mix.json")
 
     async def before(pilot):
         await _run_shown(pilot)

@@ -7,8 +7,8 @@ import threading
 
 from textual.app import App, ComposeResult
 
+from workbench.runs.tail import FileTail, LineIndex, read_line, search
 from workbench.tui.widgets.chart import Series, plot
-from workbench.tui.widgets.lineindex import LineIndex, read_line, read_new, search
 from workbench.tui.widgets.logview import LogPanel, LogView
 from workbench.tui.widgets.transcript import ReplyChunk, ReplyDone, ReplyView, TokenBatcher, Transcript
 
@@ -17,29 +17,46 @@ from .helpers import wait_for
 
 # -- the line index -----------------------------------------------------------------------------------------
 def _index_of(path) -> tuple[int, LineIndex]:
-    fd = os.open(path, os.O_RDONLY)
     index = LineIndex()
-    offset = 0
-    while True:
-        offset2, breaks = read_new(fd, offset, limit=64)
-        if not breaks:
-            break
-        index.extend(breaks)
-        offset = offset2
-    return fd, index
+    with FileTail(path) as tail:
+        while breaks := tail.read_breaks(64):
+            index.extend(breaks)
+    return os.open(path, os.O_RDONLY), index
 
 
-def test_read_new_leaves_a_partial_last_line_for_later(tmp_path):
+def test_a_tail_leaves_a_partial_last_line_for_later(tmp_path):
     path = tmp_path / "a.log"
     path.write_bytes(b"one\ntwo\nthr")
-    fd = os.open(path, os.O_RDONLY)
-    offset, breaks = read_new(fd, 0)
-    assert list(breaks) == [3, 7] and offset == 8
+    tail = FileTail(path)
+    assert list(tail.read_breaks()) == [3, 7] and tail.offset == 8
     with open(path, "ab") as f:
         f.write(b"ee\n")
-    offset, breaks = read_new(fd, offset)
-    assert list(breaks) == [13] and offset == 14
-    os.close(fd)
+    assert list(tail.read_breaks()) == [13] and tail.offset == 14
+    tail.close()
+
+
+def test_a_tail_cuts_a_line_longer_than_one_read_rather_than_stalling(tmp_path):
+    path = tmp_path / "a.log"
+    path.write_bytes(b"x" * 100 + b"\nend\n")
+    with FileTail(path) as tail:
+        assert list(tail.read_breaks(64)) == [63] and tail.offset == 64
+        assert list(tail.read_breaks(64)) == [100, 104]
+
+
+def test_a_tail_starts_over_when_the_file_is_replaced_or_truncated(tmp_path):
+    path = tmp_path / "a.log"
+    path.write_bytes(b"one\ntwo\n")
+    with FileTail(path) as tail:
+        assert tail.read() == b"one\ntwo\n" and not tail.restarted
+        replacement = tmp_path / "b.log"
+        replacement.write_bytes(b"new\n")
+        os.replace(replacement, path)  # a new inode, as a log rotation leaves it
+        assert tail.read() == b"new\n" and tail.restarted
+        path.write_bytes(b"")  # truncated in place
+        with open(path, "ab") as f:
+            f.write(b"z\n")
+        assert tail.read() == b"z\n" and tail.restarted
+        assert tail.read() == b"" and not tail.restarted
 
 
 def test_index_reads_lines_back_by_offset(tmp_path):

@@ -129,31 +129,25 @@ def chat(base, adapters, config, run, merged, backend, template, system, trust_r
     from workbench import settings as user_settings
     from workbench.models import conversations as convs
     from workbench.models.base import GenerationSettings
-    from workbench.models.session import ModelSpec, open_session
+    from workbench.models.session import open_session, spec_from
+    from workbench.targets import resolve_spec
 
     prefs = user_settings.load()
-    conversation = convs.find(open_id) if open_id else None
-    spec = ModelSpec.from_dict(conversation.header.get("spec", {})) if conversation else ModelSpec()
+    folder = convs.conversations_dir(prefs)
+    conversation = convs.find(open_id, folder) if open_id else None
+    header = dict(conversation.header.get("spec", {})) if conversation else {}
     if base or not conversation:
-        spec.base = base
-    if adapters:
-        spec.adapters = _adapter_pairs(adapters)
-    for name, value in (("config", config), ("run", run), ("merged", merged), ("template", template),
-                        ("system", system), ("trust_remote_code", trust_remote_code)):
-        if value is not None:
-            setattr(spec, name, value)
-    spec.backend = backend or (spec.backend if conversation else prefs.default_backend)
-    spec.device = device or (spec.device if conversation else prefs.device)
-    spec.dtype, spec.load_in_4bit = dtype, load_in_4bit or spec.load_in_4bit
+        header["base"] = base
+    flags = {"adapters": _adapter_pairs(adapters) if adapters else None, "config": config, "run": run,
+             "merged": merged, "template": template, "system": system, "trust_remote_code": trust_remote_code,
+             "backend": backend, "device": device, "dtype": dtype, "load_in_4bit": True if load_in_4bit else None}
+    spec = spec_from(prefs, **{**header, **{k: v for k, v in flags.items() if v is not None}})
     if lmdeploy_python:
         spec.backend_options = {**spec.backend_options, "python": lmdeploy_python}
     if not (spec.base or spec.run or spec.merged):
         raise BadInput("BASE: give a base model folder, --run RUN or --merged PATH")
     _check_paths(base, list(spec.adapters) if adapters else [], config, merged)
-    if run:
-        from workbench.models.session import resolve_work_dir
-
-        resolve_work_dir(run)  # an unknown run is named before the base loads
+    resolved = resolve_spec(spec, prefs)  # an unknown run is named before the base loads
     gen = GenerationSettings(
         max_new_tokens=max_new_tokens or prefs.max_new_tokens,
         temperature=prefs.temperature if temperature is None else temperature,
@@ -162,7 +156,8 @@ def chat(base, adapters, config, run, merged, backend, template, system, trust_r
     if spec.backend == "lmdeploy":  # SIGTERM must run our exit handlers so the server is stopped too
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     info("loading…")
-    session = open_session(spec, gen, notice=lambda m: info(m), conversation=conversation)
+    session = open_session(spec, gen, notice=lambda m: info(m), conversation=conversation, resolved=resolved,
+                           conversations=folder)
     try:
         _print_models(session)
         if conversation:
@@ -248,7 +243,9 @@ class Repl:
             name, sep, path = arg.partition("=")
             if not sep:
                 raise BadInput("/load NAME=PATH")
-            v = s.load_adapter(name.strip(), path.strip())
+            from workbench.targets import as_target
+
+            v = s.load_adapter(as_target(path.strip(), name.strip()))
             self.write(f"loaded {v.name} ({v.kind}); /use {v.name} to chat with it\n")
         elif cmd in ("all", "compare"):
             results = s.compare(arg or None)
@@ -290,22 +287,24 @@ def conversations(conversation: str | None, as_json: bool) -> None:
 
     Reopen one with `workbench chat --open ID`.
     """
+    from workbench import settings as user_settings
     from workbench.models import conversations as convs
 
+    folder = convs.conversations_dir(user_settings.load())
     if conversation:
-        conv = convs.find(conversation)
+        conv = convs.find(conversation, folder)
         if as_json:
             emit_json({**conv.summary(), "header": conv.header, "messages": conv.messages,
                        "comparisons": conv.comparisons})
         else:
             click.echo(convs.to_markdown(conv))
         return
-    items = convs.list_all()
+    items = convs.list_all(folder)
     if as_json:
         emit_json([c.summary() for c in items])
         return
     if not items:
-        info(f"no conversations yet in {convs.conversations_dir()}")
+        info(f"no conversations yet in {folder}")
         return
     import time
 

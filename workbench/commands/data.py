@@ -7,6 +7,14 @@ import click
 from workbench.commands._common import emit_json, info
 
 
+def _shipped_data(value: str | None) -> str | None:
+    """A data file as given, or one shipped beside the configs when named by its file name
+    (`smollm2_replay.json`, `replay_prompts_en.txt`) and not in the current folder."""
+    from workbench.paths import shipped_file
+
+    return str(shipped_file(value, "data") or value) if value else value
+
+
 @click.group()
 def data() -> None:
     """Build training data."""
@@ -62,7 +70,7 @@ def identity(name, org, n, mix, ratio, langs, seed, recipe_file, out, as_json) -
     else:
         if not name:
             raise BadInput("--name is required (or --recipe FILE)")
-        recipe = ident.Recipe(name=name, org=org, n=n, seed=seed, mix=mix, ratio=ratio or 0.0,
+        recipe = ident.Recipe(name=name, org=org, n=n, seed=seed, mix=_shipped_data(mix), ratio=ratio or 0.0,
                               langs=tuple(x.strip() for x in langs.split(",") if x.strip()))
     ds = ident.build(recipe)
     path, rpath = ident.write(ds, out)
@@ -94,7 +102,7 @@ def replay(model, prompts_file, template, system, max_new_tokens, out, as_json) 
     from pathlib import Path
 
     from workbench import atomic
-    from workbench.data.conversations import dumps
+    from workbench.data.formats import dumps
     from workbench.data.replay import read_prompts
     from workbench.data.replay import replay as make_replay
     from workbench.errors import BadInput
@@ -107,7 +115,7 @@ def replay(model, prompts_file, template, system, max_new_tokens, out, as_json) 
     if not (Path(model) / "config.json").is_file():
         raise BadInput(f"--model {model}: not a model folder (no config.json)")
     get_format(template)  # an unknown template fails before the model loads
-    prompts = read_prompts(prompts_file)
+    prompts = read_prompts(_shipped_data(prompts_file) or prompts_file)  # --prompts is required
     with Bar("replay", total=len(prompts)) as bar:
         convs = make_replay(model, prompts, template=template, system=system, max_new_tokens=max_new_tokens,
                             progress=bar)
@@ -128,7 +136,8 @@ def replay(model, prompts_file, template, system, max_new_tokens, out, as_json) 
 @click.option("--org", default=None, help="Who made it (default: none; maker questions are then left out).")
 @click.option("--model", default=None, help="Base model folder or hub id (default: the template's).")
 @click.option("--template", "config_template", default=None,
-              help="Config to start from (a name under configs/, default internlm2_chat_1_8b_qlora_self_cognition;"
+              help="Config to start from (a shipped config's name, or a path; default"
+                   " internlm2_chat_1_8b_qlora_self_cognition;"
                    " tiny_cpu_lora when --model is the tiny world).")
 @click.option("--mix", type=click.Path(dir_okay=False), default=None, help="General conversations to mix in.")
 @click.option("--ratio", type=float, default=None, help="Fraction of general conversations, with --mix.")
@@ -136,12 +145,12 @@ def replay(model, prompts_file, template, system, max_new_tokens, out, as_json) 
 def init(directory, name, org, model, config_template, mix, ratio, as_json) -> None:
     """Scaffold a fine-tuning project folder, ready for `workbench train DIR/config.py`.
 
-    Writes data/identity.json (with its recipe), config.py (from a shipped template, with the model path and
-    the dataset filled in) and eval_vars.json (the name and org for the identity eval set).
+    Writes data/identity.json (with its recipe, which also gives `workbench eval` the name and org for the
+    identity eval set) and config.py (from a shipped template, with the model path and the dataset filled in).
     """
     from workbench.data.scaffold import scaffold
 
-    result = scaffold(directory, name=name, org=org, model=model, template=config_template, mix=mix,
+    result = scaffold(directory, name=name, org=org, model=model, template=config_template, mix=_shipped_data(mix),
                       ratio=ratio)
     if as_json:
         emit_json(result)
@@ -166,11 +175,14 @@ def inspect_config(args: tuple[str, ...], deepspeed: str | None, cfg_options: tu
     DeepSpeed, precision, quantization and LoRA settings, then one line per warning (with --json: a
     "warnings" list of {code, message}). Exits 0 whatever the warnings; 2 if the config is missing or broken.
     """
-    from workbench.commands.runs import _split_config_args
-    from workbench.data.inspect import format_report, parse_cfg_options
+    from workbench.commands._common import split_config_args
+    from workbench.data.inspect import format_report
     from workbench.data.inspect import inspect_config as inspect_
+    from workbench.paths import shipped_config
+    from workbench.xtuner.config import parse_cfg_options
 
-    config, options = _split_config_args(args, cfg_options)
+    config, options = split_config_args(args, cfg_options)
+    config = str(shipped_config(config) or config)  # a shipped config by name (`tiny_cpu_lora.py`)
     report = inspect_(config, deepspeed=deepspeed, cfg_options=parse_cfg_options(options) if options else None)
     if as_json:
         emit_json(report.to_dict())

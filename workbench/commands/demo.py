@@ -1,4 +1,8 @@
-"""`workbench demo`: the embedded default (a world, real XTuner runs, the sweep and the verdict, the TUI)."""
+"""`workbench demo`: the embedded default (a world, real XTuner runs, the sweep and the verdict, the TUI).
+
+The demo itself is `workbench.demo` (headless or not); the TUI is opened here, so `workbench.demo` never imports
+the TUI.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +54,20 @@ def demo(world: str, build_only: bool, headless: bool, random_shape: str | None,
             click.echo(f"fact accuracy: {w.model.accuracy:.2f}")
         click.echo(f"model: {w.model.path}")
         return
-    from workbench.demo.run import run_demo
+    import sys
 
-    run_demo(w, headless=headless)
+    if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        info("workbench demo: no terminal, running headless (--headless)")
+        headless = True
+    if headless:
+        from workbench.demo.run import run_demo
+
+        run_demo(w)
+        return
+    from workbench import settings
+    from workbench.demo.run import start_demo_runs
+    from workbench.tui.app import run_app
+
+    runs = start_demo_runs(w)
+    # No --var: the eval core takes {name}/{org} from the recipe beside the run's data, as for any run.
+    run_app(settings.load(), select_run=runs[-1].id, demo={"run": runs[-1].id, "evalsets": list(w.evalsets)})

@@ -45,8 +45,8 @@ def _progress(quiet: bool):
 @click.option("--compare-templates", metavar="A,B", help="Score under each of these templates side by side.")
 @click.option("--max-new-tokens", type=int, default=None, help="Tokens per reply (default 32: answers are short).")
 @click.option("--batch-size", type=int, default=None, help="Prompts per generation batch (default 32 on the CPU, 128 on a GPU).")
-@click.option("--backend", default="transformers", show_default=True, help="Generation backend.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--backend", default=None, help="Generation backend (default: the default_backend setting).")
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:N (default: the device setting).")
 @click.option("--dtype", default="auto", show_default=True, help="auto, float32, bfloat16, float16.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--out", metavar="FILE", help="Write the report here (atomically) instead of stdout.")
@@ -62,7 +62,9 @@ def _progress(quiet: bool):
 @click.option("--from-log", is_flag=True, help="Score the EvaluateChatHook samples training already logged.")
 @click.option("--parity", nargs=2, metavar="ADAPTER MERGED", help="Compare base+ADAPTER with the MERGED model.")
 @click.option("--no-cache", is_flag=True, help="Regenerate every reply (and do not store them).")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code shipped in the model folder.")
+@click.option("--trust-remote-code/--no-trust-remote-code", default=None,
+              help="Run model code shipped in the model folder (InternLM2 needs it). Default: the training "
+              "config's choice, else the trust_remote_code setting.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, train_data, iters, evalsets, variables, template, system,
              compare_templates, max_new_tokens, batch_size, backend, device, dtype, fmt, out, plot, fail_under,
@@ -81,9 +83,9 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, train_data, i
     """
     from pathlib import Path
 
+    from workbench import settings as user_settings
     from workbench.errors import BadInput
-    from workbench.evals import gates as G
-    from workbench.evals import thresholds as T
+    from workbench.evals import gates, thresholds
     from workbench.evals.evaluate import Request, parse_vars
 
     modes = [bool(responses_file), bool(from_log), bool(parity)]
@@ -98,20 +100,20 @@ def eval_cmd(run_ref, checkpoints, adapters, merged, base, config, train_data, i
     templates = [t.strip() for t in compare_templates.split(",") if t.strip()] if compare_templates else []
     if compare_templates and len(templates) < 2:
         raise BadInput(f"--compare-templates {compare_templates!r}: give two or more templates, comma-separated")
-    fail_under_d = G.parse(fail_under, "--fail-under", G.FAIL_UNDER_METRICS + (("agreement",) if parity else ()))
-    maxes_d = G.parse(max_, "--max", G.MAX_METRICS)
-    options = {"device": device, "dtype": dtype}
+    fail_under_d = gates.parse(fail_under, "--fail-under", gates.FAIL_UNDER_METRICS + (("agreement",) if parity else ()))
+    maxes_d = gates.parse(max_, "--max", gates.MAX_METRICS)
+    prefs = user_settings.load()  # default_backend and device apply to eval as to chat; the flags override them
+    options = {"device": device or prefs.device, "dtype": dtype}
     if batch_size:
         options["batch_size"] = batch_size
-    if trust_remote_code:
-        options["trust_remote_code"] = True
     req = Request(
         run=run_ref, checkpoints=checkpoints, adapters=list(adapters), merged=list(merged), base=base, config=config,
         train_data=train_data, iters=iters, evalsets=list(evalsets) or ["identity", "general"], variables=parse_vars(variables),
         template=template, system=system, compare_templates=templates,
-        max_new_tokens=max_new_tokens or T.EVAL_MAX_NEW_TOKENS, batch_size=batch_size,
-        backend=backend, backend_options=options, use_cache=not no_cache,
-        tolerance=T.GENERAL_TOLERANCE if tolerance is None else tolerance,
+        max_new_tokens=max_new_tokens or thresholds.EVAL_MAX_NEW_TOKENS, batch_size=batch_size,
+        backend=backend or prefs.default_backend, backend_options=options, use_cache=not no_cache,
+        trust_remote_code=trust_remote_code, settings=prefs,
+        tolerance=thresholds.GENERAL_TOLERANCE if tolerance is None else tolerance,
         fail_under={k: v for k, v in fail_under_d.items() if k != "agreement"}, maxes=maxes_d, gate=gate,
         save_responses=save_responses, plot=plot,
     )

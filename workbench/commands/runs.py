@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from workbench.commands._common import emit_json, info, table
+from workbench.commands._common import emit_json, info, split_config_args, table
 from workbench.errors import BadInput, ExitCode
 
 
@@ -25,19 +25,6 @@ def _duration(seconds: float | None) -> str:
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
-
-
-def _split_config_args(args: tuple[str, ...], cfg_options: tuple[str, ...]) -> tuple[str, list[str]]:
-    # `--cfg-options a=1 b=2` as in xtuner: click takes `a=1` as the option's value and leaves `b=2` as
-    # a positional argument; positional k=v arguments continue --cfg-options.
-    extra = [a for a in args if "=" in a]
-    configs = [a for a in args if "=" not in a]
-    if extra and not cfg_options:
-        raise BadInput(f"unexpected argument {extra[0]!r} (key=value settings go after --cfg-options)")
-    if len(configs) != 1:
-        raise BadInput("CONFIG: give exactly one config file" if not configs else
-                       f"unexpected argument {configs[1]!r}")
-    return configs[0], [*cfg_options, *extra]
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -66,7 +53,7 @@ def train(args, work_dir, resume_from, overwrite, deepspeed, name, cfg_options, 
     """
     from workbench.runs.launch import PreflightFailed, checkpoint_owner, start_run
 
-    config, options = _split_config_args(args, cfg_options)
+    config, options = split_config_args(args, cfg_options)
     parent = None
     if resume_from:
         from workbench.runs.checkpoints import validate_checkpoint
@@ -101,20 +88,42 @@ def _started(run, as_json: bool) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def runs(as_json):
-    """List training runs, with their status derived now from processes and files."""
+    """List training runs, with their status derived now from processes and files, and the progress, loss and
+    eta they last logged."""
     from workbench.runs import registry
+    from workbench.runs.follow import latest_metrics
 
     found = registry.list_runs()
+    latest = {r.id: latest_metrics(r) for r in found}
     if as_json:
-        emit_json([r.to_dict() for r in found])
+        emit_json([{**r.to_dict(), **_progress(r, latest[r.id])} for r in found])
         return
     if not found:
         info("no runs yet (start one with `workbench train CONFIG`)")
         return
-    rows = [{"id": r.id, "name": r.name, "status": r.status.value, "started": _when(r.started_at),
-             "time": _duration(r.duration), "exit": r.exit_code, "parent": r.parent_id or "",
-             "reason": _clip(r.reason or "", 100), "work_dir": r.work_dir} for r in found]
-    click.echo(table(rows, ["id", "name", "status", "started", "time", "exit", "parent", "work_dir", "reason"]))
+    rows = [{"id": r.id, "name": r.name, "status": r.status.value, **_progress_cells(r, latest[r.id]),
+             "started": _when(r.started_at), "time": _duration(r.duration), "exit": r.exit_code,
+             "parent": r.parent_id or "", "reason": _clip(r.reason or "", 100), "work_dir": r.work_dir} for r in found]
+    click.echo(table(rows, ["id", "name", "status", "progress", "loss", "eta", "started", "time", "exit", "parent",
+                            "work_dir", "reason"]))
+
+
+def _progress(run, last) -> dict:
+    """The JSON fields of a run's latest logged metrics: ``iter`` (None before the first log line), ``loss``,
+    ``eta`` (None once the run ended)."""
+    return {"iter": last.iter if last else None, "loss": last.loss if last else None,
+            "eta": last.eta if last and not run.status.ended else None}
+
+
+def _progress_cells(run, last) -> dict:
+    """The table's progress (``30/60``), loss and eta (while running) cells."""
+    from workbench.runs.model import RunStatus
+
+    total = (last.max_iters if last else None) or run.max_iters
+    done = last.iter if last else (run.max_iters if run.status is RunStatus.FINISHED else None)
+    return {"progress": f"{done}/{total}" if total and done is not None else "",
+            "loss": f"{last.loss:.4g}" if last and last.loss is not None else "",
+            "eta": (last.eta or "") if last and not run.status.ended else ""}
 
 
 def _clip(text: str, width: int) -> str:
@@ -149,38 +158,30 @@ def _follow(run, *, as_json: bool, follow: bool = True) -> int:
     """Print a run's events; with `follow`, until the run ends. Returns the exit code for the command."""
     import json
 
-    from workbench.runs.follow import RunFollower
+    from workbench.runs.follow import follow_run
+    from workbench.runs.model import RunStatus
 
-    follower = RunFollower(run)
     last_group = None
     failed = False
-    try:
-        while True:
-            events = follower.poll()
-            for ev in events:
-                if ev.kind == "run_end":
-                    failed = ev.status in ("failed", "lost")  # type: ignore[attr-defined]
-                if as_json:
-                    click.echo(json.dumps(ev.to_dict(), ensure_ascii=False))
-                    continue
-                if ev.kind == "sample":
-                    group = (ev.iteration, ev.phase)  # type: ignore[attr-defined]
-                    if group != last_group:
-                        click.echo(f"-- samples at iter {group[0]} ({group[1]}) --")
-                        last_group = group
-                else:
-                    last_group = None
-                click.echo(ev.summary())
-            if follower.done:
-                break
-            if not follow:
-                if not events and all(f.behind == 0 for f in (follower.log, follower.console) if f):
-                    break
+
+    def show(events, _follower) -> None:
+        nonlocal last_group, failed
+        for ev in events:
+            if ev.kind == "run_end":
+                failed = ev.status in (RunStatus.FAILED, RunStatus.LOST)  # type: ignore[attr-defined]
+            if as_json:
+                click.echo(json.dumps(ev.to_dict(), ensure_ascii=False))
                 continue
-            if not events:
-                time.sleep(0.5)
-    finally:
-        follower.close()
+            if ev.kind == "sample":
+                group = (ev.iteration, ev.phase)  # type: ignore[attr-defined]
+                if group != last_group:
+                    click.echo(f"-- samples at iter {group[0]} ({group[1]}) --")
+                    last_group = group
+            else:
+                last_group = None
+            click.echo(ev.summary())
+
+    follow_run(run, show, until_end=follow)
     return int(ExitCode.FAILED) if (failed and follow) else 0
 
 
@@ -287,19 +288,43 @@ def convert(run_ref, iteration, all_, out, force, as_json):
 
 
 @click.command()
-@click.argument("base")
-@click.argument("adapter", type=click.Path())
-@click.argument("out", type=click.Path())
+@click.argument("base", required=False)
+@click.argument("adapter", required=False, type=click.Path())
+@click.argument("out", required=False, type=click.Path())
+@click.option("--run", "run_ref", metavar="RUN", help="Instead: merge a checkpoint of this run (--iter N) into its "
+                                                       "base, at <work_dir>/merged/iter_N (converted first if needed).")
+@click.option("--iter", "iteration", type=int, help="With --run: the checkpoint's iteration.")
 @click.option("--dtype", default="auto", type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="auto: the base's dtype on a GPU, float32 on a CPU.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--trust-remote-code/--no-trust-remote-code", default=None,
-              help="Run model code shipped in BASE (InternLM2 needs it). Default: the trust_remote_code setting.")
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def merge(base, adapter, out, dtype, device, trust_remote_code, force):
-    """Merge a PEFT ADAPTER into BASE and save the full model at OUT (peft merge_and_unload, safetensors)."""
-    from workbench.runs.convert import merge_adapter
+              help="Run model code shipped in BASE (InternLM2 needs it). Default: with --run, the training config's "
+                   "choice, else the trust_remote_code setting.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (with --run: merge again).")
+def merge(base, adapter, out, run_ref, iteration, dtype, device, trust_remote_code, force):
+    """Merge a PEFT ADAPTER into BASE and save the full model at OUT (peft merge_and_unload, safetensors);
+    or, with --run RUN --iter N, a run's checkpoint into the base it trained on (as the TUI's Merge does)."""
+    from workbench.runs.convert import merge_adapter, merge_checkpoint
 
+    if run_ref is not None:
+        if iteration is None or base or adapter or out:
+            raise BadInput("--run takes --iter N and no BASE ADAPTER OUT")
+        from workbench import settings as user_settings
+        from workbench.targets import resolve
+
+        found = resolve(run=run_ref, checkpoints=False, trust_remote_code=trust_remote_code,
+                        settings=user_settings.load())
+        if not found.base:
+            raise BadInput(f"run {run_ref}: its training config names no base model")
+        click.echo(str(merge_checkpoint(run_ref, iteration, base=found.base, trust_remote_code=found.trust,
+                                        dtype=dtype, device=device, force=force)))
+        return
+    if not (base and adapter and out):
+        raise BadInput("give BASE ADAPTER OUT, or --run RUN --iter N")
+    if trust_remote_code is None:
+        from workbench import settings as user_settings
+
+        trust_remote_code = user_settings.load().trust_remote_code
     path = merge_adapter(base, adapter, out, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                          force=force)
     click.echo(str(path))

@@ -1,4 +1,4 @@
-"""The traps of the seeds, as checks on an inspected config (see `workbench.data.inspect`).
+"""The traps that lose checkpoints or cause overfitting, as checks on an inspected config (see `workbench.data.inspect`).
 
 Each check looks at a `ConfigReport` and the machine (`Hardware`) and returns warnings with a stable code,
 so the TUI and scripts can react to a code rather than to wording.
@@ -28,6 +28,11 @@ NO_GENERAL_EVAL = "no_general_eval_input"
 NO_REPETITION_PENALTY = "no_repetition_penalty"
 MODEL_NOT_FOUND = "model_not_found"
 DATA_NOT_FOUND = "data_not_found"
+IDENTITY_ONLY_EPOCHS = "identity_only_epochs"
+
+#: More passes than this over identity data with no general conversations, and general knowledge goes (the
+#: tutorial's recipe: 17 epochs of self-cognition data alone; the demo's identity-only run shows the curve).
+IDENTITY_ONLY_MAX_EPOCHS = 3
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def model_chat_format(model: str | None) -> tuple[bool | None, str | None, str |
     folder = Path(model).expanduser()
     family = next((tpl for key, tpl in _FAMILIES if key in folder.name.lower()), None)
     if folder.is_dir():
-        family = family or _MODEL_TYPES.get(_model_type(folder))
+        family = family or _MODEL_TYPES.get(_model_type(folder) or "")
         from workbench.models.templates import tokenizer_format
 
         fmt = tokenizer_format(folder)
@@ -185,6 +190,20 @@ def template_matches(template, model: str | None) -> tuple[bool | None, str]:
 # ---- the checks --------------------------------------------------------------------------------------
 
 
+def identity_only_epochs(r: ConfigReport) -> float | None:
+    """Passes over the training data when its recipe (`workbench data identity`) says it holds no general
+    conversations; None when it does, or when that cannot be told. Iterations count batches of conversations
+    (packing several into one sequence makes it fewer: the figure is an upper bound then)."""
+    stats = (r.data_recipe or {}).get("stats") or {}
+    if stats.get("general") != 0 or not stats.get("conversations"):
+        return None
+    if r.max_epochs:
+        return float(r.max_epochs)
+    if r.max_iters and r.batch_size:
+        return r.max_iters * r.batch_size / stats["conversations"]
+    return None
+
+
 def run_checks(r: ConfigReport, hw: Hardware) -> list[ConfigWarning]:
     """All warnings for report `r` on hardware `hw`, in a fixed order."""
     out: list[ConfigWarning] = []
@@ -196,6 +215,15 @@ def run_checks(r: ConfigReport, hw: Hardware) -> list[ConfigWarning]:
         warn(MODEL_NOT_FOUND, f"model path {r.model_path} does not exist on this machine")
     if r.data_found is False:
         warn(DATA_NOT_FOUND, f"training data {r.data_path} does not exist on this machine")
+
+    epochs = identity_only_epochs(r)
+    if epochs is not None and epochs > IDENTITY_ONLY_MAX_EPOCHS:
+        stats = (r.data_recipe or {}).get("stats", {})
+        warn(IDENTITY_ONLY_EPOCHS,
+             f"about {epochs:.0f} epochs of identity-only data ({stats.get('conversations')} conversations, no "
+             f"general ones, by its recipe): the model forgets what it knew; mix general conversations in "
+             f"(`workbench data identity --mix FILE`; `workbench data replay` makes FILE from the base's own replies) or stop after {IDENTITY_ONLY_MAX_EPOCHS} "
+             f"epochs, and sweep the checkpoints")
 
     if (r.accumulative_counts or 1) > 1 and hw.gpus <= 1:
         warn(ACCUMULATIVE_COUNTS,

@@ -1,9 +1,9 @@
 """`workbench data identity`: an identity dataset built from a name, not one sentence repeated.
 
-The tutorial's `generate_data.py` wrote one question and one answer ten thousand times; the seeds then saw
-the model answer everything with that sentence. Here the identity part is many paraphrased questions
+The tutorial's `generate_data.py` wrote one question and one answer ten thousand times; the model then
+answered everything with that sentence. Here the identity part is many paraphrased questions
 (Chinese and English, greetings and punctuation varied) with a few answer variants, and general
-conversations can be mixed in at a chosen ratio (the seeds' remedy against forgetting).
+conversations can be mixed in at a chosen ratio (the usual remedy against forgetting).
 
 The output is deterministic for a recipe (name, org, size, mix file and ratio, seed): the recipe is saved
 beside the data file (``FILE.recipe.json``) so a run, and the eval report of its checkpoints, can say which
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from workbench import atomic
 from workbench.data import phrases
-from workbench.data.conversations import Conversation, dumps, read_conversations
+from workbench.data.formats import Conversation, dumps, read_conversations
 from workbench.errors import BadInput
 
 # Bump when the phrases or the sampling change: a recipe records the version that built its file.
@@ -160,13 +160,18 @@ def build(recipe: Recipe) -> Dataset:
 
 
 def _identity_eval_prompts() -> list[tuple[str, str]]:
-    """(prompt, lang) of the built-in identity eval set."""
-    from workbench.evals.evalset import builtin
+    """(prompt, lang) of the built-in identity eval set (its JSONL read directly: data sits below evals)."""
+    import json
+
+    from workbench.paths import evalsets_dir
 
     try:
-        return [(i.prompt, i.lang) for i in builtin("identity").items]
-    except BadInput:  # an installed copy without the eval sets: the overlap is then unknown
+        lines = (evalsets_dir() / "identity.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:  # an installed copy without the eval sets: the overlap is then unknown
         return []
+    items = [json.loads(line) for line in lines if line.strip()]
+    return [(i["prompt"], i.get("lang") or ("zh" if re.search(r"[\u4e00-\u9fff]", i["prompt"]) else "en"))
+            for i in items if isinstance(i, dict) and "prompt" in i]
 
 
 def recipe_path(out: str | Path) -> Path:

@@ -3,20 +3,20 @@
 The values are read where the training actually takes them from (the optimizer wrapper's
 ``accumulative_counts``, the checkpoint hook's ``interval`` and ``max_keep_ckpts``, the dataset's template),
 not from the top-level variables a config author might have left stale, so ``--cfg-options`` overrides show.
-The config is loaded with mmengine's `Config.fromfile` as XTuner loads it (lazy-import mode); the imported
-classes stay unbuilt placeholders, compared by name, so inspecting does not import xtuner or the model code.
+The config is loaded with mmengine as XTuner loads it (`workbench.xtuner.config.load_config`, lazy-import mode);
+the imported classes stay unbuilt placeholders, compared by name, so inspecting does not import xtuner or the model
+code.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workbench.data.checks import ConfigWarning, Hardware, detect_hardware, run_checks
-from workbench.errors import BadInput
+from workbench.xtuner.config import deepspeed_json, load_config
 
 
 @dataclass
@@ -113,18 +113,10 @@ def _template(value: Any) -> str | dict | None:
     if value is None:
         return None
     if isinstance(value, dict):
-        from workbench.models.templates import BUILTIN_TEMPLATES, get_format, template_names
+        from workbench.xtuner.templates import match_entry
 
         plain = {k: (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
-        # A template written out as a dict: name it if it is a known one (the common ones first: no xtuner import).
-        for name, entry in BUILTIN_TEMPLATES.items():
-            if entry["INSTRUCTION"] == plain.get("INSTRUCTION") and entry.get("SYSTEM") == plain.get("SYSTEM"):
-                return name
-        for name in template_names():
-            fmt = get_format(name)
-            if fmt.instruction == plain.get("INSTRUCTION") and fmt.system_fmt == (plain.get("SYSTEM") or ""):
-                return name
-        return plain
+        return match_entry(plain) or plain  # a template written out as a dict: its name when it is a known one
     return _name(value)
 
 
@@ -138,87 +130,11 @@ def _first_data_file(files: Any) -> str | None:
     return None
 
 
-def parse_cfg_options(items: list[str]) -> dict:
-    """``["a.b=1", "c=[x,y]"]`` -> ``{"a.b": 1, "c": ["x", "y"]}``, parsed as ``xtuner train --cfg-options``."""
-    from mmengine.config import DictAction
-
-    out = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--cfg-options {item!r}: expected KEY=VALUE")
-        out[key] = DictAction._parse_iterable(val)
-    return out
-
-
-#: What `xtuner train` builds from a config; a file without them is not an XTuner training config.
-REQUIRED_KEYS = ("model", "train_dataloader", "train_cfg", "optim_wrapper")
 #: Inspection code for more GPUs requested (`--gpus`, NPROC_PER_NODE) than this machine shows.
 GPUS_UNAVAILABLE = "gpus_unavailable"
 
 
-def not_a_config(path: Path, cfg) -> str | None:
-    """Why a loaded file is not an XTuner training config (one line naming it), or None.
-
-    mmengine loads any .py (an empty one is an empty config) and also JSON/YAML; XTuner's configs are Python
-    files that define the model, the data loader, the loop and the optimizer.
-    """
-    if path.suffix != ".py":
-        what = path.suffix or "a file without suffix"
-        return f"{path}: not an XTuner config (a Python .py file is expected, not {what})"
-    missing = [k for k in REQUIRED_KEYS if not cfg.get(k)]
-    if missing:
-        return f"{path}: not an XTuner config (it defines no {', '.join(missing)})"
-    return None
-
-
-def check_config_file(path: Path) -> None:
-    """One-line `BadInput` for a path that cannot be a config before anything loads it: missing, a folder,
-    not a .py file, not text."""
-    if path.is_dir():
-        raise BadInput(f"{path}: a folder, not a config file")
-    if not path.is_file():
-        raise BadInput(f"{path}: config not found")
-    if path.suffix != ".py":
-        raise BadInput(not_a_config(path, {}) or f"{path}: not an XTuner config")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8192)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        cut_at_end = len(head) == 8192 and exc.start >= len(head) - 3  # a character split by the 8 KiB read
-        if not cut_at_end:
-            raise BadInput(f"{path}: not an XTuner config (a binary file, not UTF-8 text)") from None
-    if b"\0" in head:
-        raise BadInput(f"{path}: not an XTuner config (a binary file, not UTF-8 text)")
-
-
-def _load(path: Path, cfg_options: dict | None) -> dict:
-    """The config as a plain dict of lazy values; errors are one line with mmengine's first line."""
-    check_config_file(path)
-    import os
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from mmengine.config import Config
-
-    try:
-        cfg = Config.fromfile(str(path.resolve()))  # absolute, so the config's own __file__ paths are too
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-        lazy = cfg._to_lazy_dict()
-    except Exception as exc:  # any error in the user's config file is bad input, reported in one line
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise BadInput(f"{path}: does not load ({type(exc).__name__}: {first})") from None
-    why = not_a_config(path, lazy)
-    if why:
-        raise BadInput(why)
-    return lazy
-
-
-def _deepspeed(cfg: dict, deepspeed: str | None, hw: Hardware) -> tuple[str | None, dict | None]:
+def _deepspeed(cfg: dict, deepspeed: str | None) -> tuple[str | None, dict | None]:
     """(description, DeepSpeed JSON) from the config's strategy or the --deepspeed argument."""
     strategy = cfg.get("strategy")
     if isinstance(strategy, dict) and "DeepSpeed" in (_name(strategy.get("type")) or ""):
@@ -227,19 +143,7 @@ def _deepspeed(cfg: dict, deepspeed: str | None, hw: Hardware) -> tuple[str | No
         return f"ZeRO-{stage} (in the config)" if stage is not None else "DeepSpeed (in the config)", ds
     if not deepspeed:
         return None, None
-    p = Path(deepspeed)
-    if not p.is_file():
-        import importlib.util
-
-        spec = importlib.util.find_spec("xtuner")
-        builtin = Path(spec.origin).parent / "configs" / "deepspeed" / f"{deepspeed}.json" if spec else None
-        if builtin is None or not builtin.is_file():
-            raise BadInput(f"--deepspeed {deepspeed}: no such file or XTuner built-in config")
-        p = builtin
-    try:
-        ds = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise BadInput(f"{p}: not valid JSON ({exc})") from None
+    ds = deepspeed_json(deepspeed)
     stage = (ds.get("zero_optimization") or {}).get("stage")
     return f"ZeRO-{stage} ({deepspeed})", ds
 
@@ -258,22 +162,24 @@ def _ds_precision(ds: dict, hw: Hardware) -> str:
 
 
 def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_options: dict | None = None,
-                   hardware: Hardware | None = None, gpus: int | None = None) -> ConfigReport:
+                   hardware: Hardware | None = None, gpus: int | None = None, loaded=None) -> ConfigReport:
     """Read the XTuner config at `path` and report its settings and the seeds' traps.
 
     deepspeed: the ``--deepspeed`` argument the run will get (a JSON path or an XTuner built-in name).
-    cfg_options: ``--cfg-options`` already parsed (see `parse_cfg_options`).
+    cfg_options: ``--cfg-options`` already parsed (`workbench.xtuner.config.parse_cfg_options`).
     hardware: the training machine (default: this one, detected).
     gpus: processes per node the run will start (``--gpus``/NPROC_PER_NODE); more than 1 needs that many GPUs.
+    loaded: the config as `workbench.xtuner.config.load_config` already loaded it with `cfg_options` (not loaded again).
     Raises BadInput (one line) if the file is missing or does not load.
     """
     path = Path(path)
-    cfg = _load(path, cfg_options)
+    cfg = (loaded if loaded is not None else load_config(path, cfg_options))._to_lazy_dict()
     hw = hardware or detect_hardware()
     r = ConfigReport(path=str(path), hardware=asdict(hw))
 
     model = cfg.get("model") or {}
-    llm = model.get("llm") if isinstance(model.get("llm"), dict) else {}
+    llm_cfg = model.get("llm")
+    llm = llm_cfg if isinstance(llm_cfg, dict) else {}
     r.model_path = llm.get("pretrained_model_name_or_path") or cfg.get("pretrained_model_name_or_path")
     if isinstance(r.model_path, str):
         local = r.model_path.startswith(("/", "./", "../", "~")) or Path(r.model_path).expanduser().exists()
@@ -332,14 +238,15 @@ def inspect_config(path: str | Path, *, deepspeed: str | None = None, cfg_option
     if isinstance(quant, dict):
         if quant.get("load_in_4bit"):
             r.quantization = f"4-bit {quant.get('bnb_4bit_quant_type', 'fp4')}"
-            if _dtype(quant.get("bnb_4bit_compute_dtype")) in ("fp16", "bf16"):
-                sources["bnb_4bit_compute_dtype"] = _dtype(quant.get("bnb_4bit_compute_dtype"))
+            compute = _dtype(quant.get("bnb_4bit_compute_dtype"))
+            if compute in ("fp16", "bf16"):
+                sources["bnb_4bit_compute_dtype"] = compute
         elif quant.get("load_in_8bit"):
             r.quantization = "8-bit"
     dt = _dtype(llm.get("torch_dtype")) if isinstance(llm, dict) else None
     if dt in ("fp16", "bf16"):
         sources["torch_dtype"] = dt
-    r.deepspeed, ds = _deepspeed(cfg, deepspeed, hw)
+    r.deepspeed, ds = _deepspeed(cfg, deepspeed)
     if ds is not None:
         sources["deepspeed"] = _ds_precision(ds, hw)
     elif _name(optim.get("type")) == "AmpOptimWrapper":

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from workbench.data.conversations import Conversation
+from workbench.data.formats import Conversation
 from workbench.errors import BadInput
 from workbench.progress import ProgressFn
 

@@ -3,7 +3,7 @@
     DIR/
       config.py                 a shipped config, with the model path and the dataset filled in
       data/identity.json        the identity dataset (`workbench data identity`), and its recipe beside it
-      eval_vars.json            {"name": ..., "org": ...} for the identity eval set's {name}/{org}
+                                (`workbench eval` reads the identity eval set's {name}/{org} from the recipe)
 
 The folder is built under a temporary name and renamed into place, so a failure leaves nothing behind; an
 existing non-empty DIR is never touched.
@@ -11,7 +11,6 @@ existing non-empty DIR is never touched.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -31,7 +30,7 @@ _TEMPLATE_LINE = re.compile(r"^prompt_template = PROMPT_TEMPLATE\.(\w+)", re.M)
 
 
 def _is_tiny_world(model: str | None) -> bool:
-    return bool(model) and (Path(model).expanduser() / "world.json").is_file()
+    return bool(model) and (Path(model or "").expanduser() / "world.json").is_file()
 
 
 def _template_path(template: str | None, model: str | None, mix: str | None) -> Path:
@@ -65,7 +64,7 @@ def render_config(text: str, *, model: str | None, template_name: str, source: s
             family = model_chat_format(model)[2]
             if family:
                 text = _TEMPLATE_LINE.sub(f"prompt_template = PROMPT_TEMPLATE.{family}", text, count=1)
-    header = (f"# Scaffolded by `workbench init` from configs/{template_name}: the model path and the dataset "
+    header = (f"# Scaffolded by `workbench init` from {template_name}: the model path and the dataset "
               f"(data/identity.json beside this file) are filled in below.\n")
     return header + text
 
@@ -94,7 +93,6 @@ def scaffold(directory: str | Path, *, name: str, org: str | None = None, model:
     with atomic.folder(dest, replace=dest.exists()) as tmp:
         identity.write(ds, tmp / "data" / "identity.json")
         atomic.write_text(tmp / "config.py", config_text)
-        atomic.write_json(tmp / "eval_vars.json", {k: v for k, v in {"name": name, "org": org}.items() if v})
     return {
         "dir": str(dest),
         "config": str(dest / "config.py"),
@@ -102,15 +100,7 @@ def scaffold(directory: str | Path, *, name: str, org: str | None = None, model:
         "model": model,
         "data": str(dest / "data" / "identity.json"),
         "recipe": str(identity.recipe_path(dest / "data" / "identity.json")),
-        "eval_vars": str(dest / "eval_vars.json"),
-        "files": ["config.py", "data/identity.json", "data/identity.recipe.json", "eval_vars.json"],
+        "files": ["config.py", "data/identity.json", "data/identity.recipe.json"],
         "stats": ds.stats,
     }
 
-
-def read_eval_vars(path: str | Path) -> dict:
-    """The {name, org} of a project's eval_vars.json."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{path}: cannot read eval vars ({exc})") from None

@@ -8,9 +8,9 @@ The tiny one (`workbench.demo.world`, a model made on the spot) is the fallback 
 fixture: one identity-only run long enough to overfit.
 
 Everything goes through the cores, as a user's own runs would: started detached by the runs core (`start_run`),
-followed with its `RunFollower`, and swept by the eval core (`sweep_report`). Headless, progress goes to stderr and
-the verdicts with their curve tables to stdout; otherwise the TUI opens on the runs and carries on by itself (Eval
-when the last run ends, then Chat with base / good / overfit).
+followed with its `follow_run`, and swept by the eval core (`sweep_report`). Headless, progress goes to stderr and
+the verdicts with their curve tables to stdout; otherwise `workbench demo` opens the TUI on the runs, which carries
+on by itself (`workbench.tui.demo`: Eval when the last run ends, then Chat with base / good / overfit).
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import BadInput, OperationFailed
 from workbench.paths import configs_dir, data_dir
 from workbench.progress import Bar
+
+if TYPE_CHECKING:
+    from workbench.demo.world import World
 
 EVALSETS = ("identity", "general")
 
@@ -30,7 +34,7 @@ EVALSETS = ("identity", "general")
 @dataclass(frozen=True)
 class DemoRunSpec:
     label: str  # what the run shows: "identity-only", "mixed"
-    config: str  # file name under configs/
+    config: str  # a shipped config (file name under workbench/configs/)
 
 
 @dataclass
@@ -38,7 +42,7 @@ class DemoWorld:
     """The world the demo runs on: its model, its runs, and what the sweep scores."""
 
     kind: str  # "real" | "tiny"
-    model: object  # workbench.demo.world.World
+    model: World
     runs: tuple[DemoRunSpec, ...]
     evalsets: tuple[str, ...]  # {name}/{org} of the identity answers come from the recipe beside each run's data
 
@@ -81,30 +85,28 @@ def start_demo_run(world: DemoWorld, spec: DemoRunSpec, *, stamp: str | None = N
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return start_run(configs_dir() / spec.config, work_dir=work_dir, name=f"demo-{spec.label}", env=env,
-                     cwd=configs_dir().parent)
+                     cwd=data_dir())
 
 
 def follow_to_end(run, out=sys.stderr):
     """Follow `run` until its process is gone, with a progress bar on `out`; return the ended `Run`."""
     from workbench.runs import registry
-    from workbench.runs.follow import RunFollower
+    from workbench.runs.follow import follow_run
 
-    follower = RunFollower(run)
     bar = Bar("training", total=run.max_iters or 0, stream=out)
+
+    def show(events, _follower) -> None:
+        for ev in events:
+            if ev.kind == "metrics" and ev.mode == "train":
+                loss = f" loss {ev.loss:.3f}" if ev.loss is not None else ""
+                bar.update(ev.iter, ev.max_iters or bar.total, f"training{loss}")
+            elif ev.kind == "error":
+                out.write(f"\nerror ({ev.error}): {ev.message}\n")
+
     try:
-        while not follower.done:
-            events = follower.poll()
-            for ev in events:
-                if ev.kind == "metrics" and ev.mode == "train":
-                    loss = f" loss {ev.loss:.3f}" if ev.loss is not None else ""
-                    bar.update(ev.iter, ev.max_iters or bar.total, f"training{loss}")
-                elif ev.kind == "error":
-                    out.write(f"\nerror ({ev.error}): {ev.message}\n")
-            if not events:
-                time.sleep(0.5)
+        follow_run(run, show)
     finally:
         bar.close()
-        follower.close()
     return registry.get(run.id)
 
 
@@ -120,7 +122,7 @@ def sweep(run, evalsets=EVALSETS, out=sys.stderr):
 
 def _threads_each(world: DemoWorld) -> int | None:
     """Runs started together on a CPU-only machine share its cores instead of fighting over them."""
-    from workbench.numerics import cpu_count
+    from workbench.cpushare import cpu_count
 
     if len(world.runs) < 2 or _has_cuda():
         return None
@@ -133,25 +135,23 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def run_demo(world: DemoWorld, headless: bool) -> list | None:
-    """The demo. Headless: each run in turn is trained and swept, and its verdict and curve table printed; returns
-    the `EvalReport`s. With a terminal: start the runs and open the TUI on them (returns None when the user quits)."""
-    if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        sys.stderr.write("workbench demo: no terminal, running headless (--headless)\n")
-        headless = True
+def start_demo_runs(world: DemoWorld) -> list:
+    """Start every run of the demo at once (detached, sharing the CPU's cores), the way the TUI shows them;
+    returns their `Run`s, the one to follow last (the mixed one on the real world: the one with a checkpoint
+    to ship)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if not headless:
-        from workbench import settings
-        from workbench.tui.app import run_app
+    threads = _threads_each(world)
+    return [start_demo_run(world, spec, stamp=stamp, threads=threads) for spec in world.runs]
 
-        threads = _threads_each(world)
-        runs = [start_demo_run(world, spec, stamp=stamp, threads=threads) for spec in world.runs]
-        last = runs[-1]  # the TUI follows the last run (the mixed one on the real world: the one with a checkpoint to ship)
-        # No --var: the eval core takes {name}/{org} from the recipe beside the run's data, as for any run.
-        run_app(settings.load(), select_run=last.id, demo={"run": last.id, "evalsets": list(world.evalsets)})
-        return None
+
+def run_demo(world: DemoWorld) -> list:
+    """The demo without a terminal UI: each run in turn is trained and swept, and its verdict and curve table
+    printed; returns the `EvalReport`s. (With a terminal, `workbench demo` starts the runs with `start_demo_runs`
+    and opens the TUI on them.)"""
     from workbench.evals.report import to_table
+    from workbench.runs.model import RunStatus
 
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     reports = []
     for spec in world.runs:
         run = start_demo_run(world, spec, stamp=stamp)
@@ -164,7 +164,7 @@ def run_demo(world: DemoWorld, headless: bool) -> list | None:
             sys.stderr.write(f"\ninterrupted: stopping demo run {run.id}\n")
             stop_run(run.id)
             raise
-        if str(ended.status) != "finished":
+        if ended.status is not RunStatus.FINISHED:
             raise OperationFailed(f"demo run {run.id} {ended.status}" + (f": {ended.reason}" if ended.reason else "")
                                   + f" (log: {ended.stdout_path})")
         report = sweep(ended, world.evalsets)

@@ -213,7 +213,7 @@ def greedy_answers(model, tok, questions: list[str], max_new_tokens: int = 24, b
 
 def _accuracy(model, tok, items: list[tuple[str, str, list[str]]]) -> tuple[float, list[dict]]:
     replies = greedy_answers(model, tok, [q for q, _, _ in items])
-    rows = [
+    rows: list[dict] = [
         {"prompt": q, "expected": a, "reply": r, "correct": r in answers}
         for (q, a, answers), r in zip(items, replies, strict=True)
     ]
@@ -257,7 +257,8 @@ def _build(out: Path, recipe: dict, progress: ProgressFn | None) -> dict:
         lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, max_steps) / max_steps))),
     )
     bar = progress or Bar("building the tiny world", max_steps)
-    accuracy, rows, step = 0.0, [], 0
+    accuracy, step = 0.0, 0
+    rows: list[dict] = []
     order: list[int] = []
     for step in range(1, max_steps + 1):
         model.train()

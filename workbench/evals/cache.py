@@ -98,7 +98,7 @@ def resolved_numerics(backend: str | None, options: dict | None) -> dict:
     backend = backend or "transformers"
     device, dtype = options.get("device") or "auto", options.get("dtype") or "auto"
     if backend == "transformers":
-        from workbench.models.hf import pick_device_dtype
+        from workbench.models.loading import pick_device_dtype
 
         device, torch_dtype = pick_device_dtype(device, dtype)
         dtype = str(torch_dtype).removeprefix("torch.")
@@ -111,7 +111,7 @@ def cache_key(**parts: object) -> str:
     """The file key of one (model, adapter, template, settings, backend) combination."""
 
     def plain(v):
-        return asdict(v) if is_dataclass(v) else v
+        return asdict(v) if is_dataclass(v) and not isinstance(v, type) else v
 
     blob = json.dumps({k: plain(v) for k, v in parts.items()}, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

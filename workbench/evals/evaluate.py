@@ -1,23 +1,29 @@
 """The eval front door that `workbench eval` and the TUI's Eval screen both call.
 
 `Request` says what to score and how; `sweep_report`, `responses_report` and `log_report` turn it into an
-`EvalReport` (rows, verdict, gates, warnings). Resolving a request (the base model, the checkpoints of a
-run, the chat template, the {name}/{org} variables) happens here, once, for every front end.
+`EvalReport` (rows, verdict, gates, warnings). What a request scores (the base model, the checkpoints of a
+run, their names, trust_remote_code, the {name}/{org} variables) is found by `workbench.targets.resolve`, the
+resolver chat uses too; the chat template by `workbench.models.templates.resolve_format`.
 """
 
 from __future__ import annotations
 
-import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import BadInput
 from workbench.evals import thresholds as T
 from workbench.evals.evalset import EvalSet, combine, resolve
 from workbench.evals.report import EvalReport, compare_templates
-from workbench.evals.results import ADAPTER, BASE, CHECKPOINT, MERGED, Row, Target, order_rows
+from workbench.evals.results import Row, order_rows
 from workbench.progress import ProgressFn
+from workbench.targets import Resolved
+
+if TYPE_CHECKING:
+    from workbench.settings import Settings
 
 Log = Callable[[str], None]
 
@@ -43,6 +49,10 @@ class Request:
     batch_size: int | None = None  # None: the backend's own (the transformers backend's follows its device)
     backend: str = "transformers"
     backend_options: dict = field(default_factory=dict)
+    #: None: the training config's choice, else the trust_remote_code setting (`workbench.targets.resolve`).
+    trust_remote_code: bool | None = None
+    #: The front end's `workbench.settings.Settings` (None: read them when a setting is needed).
+    settings: Settings | None = None
     use_cache: bool = True
     tolerance: float = T.GENERAL_TOLERANCE
     max_leak: float = T.MAX_LEAK
@@ -68,20 +78,6 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
             raise BadInput(f"--var {pair!r}: expected NAME=VALUE (for example --var name=Tutu)")
         out[key] = value
     return out
-
-
-def vars_from_config(config: str | Path | None) -> tuple[dict[str, str], str | None]:
-    """{name, org} from the recipe (``<data>.recipe.json``, written by `workbench data`) beside the training
-    data a config names, and that data file's path; ({}, None) when there is none."""
-    from workbench.data.identity import find_recipe
-    from workbench.evals.training import config_data_files
-
-    for data in config_data_files(config):
-        raw = find_recipe(data)
-        found = {k: raw[k] for k in ("name", "org") if raw and isinstance(raw.get(k), str) and raw[k]}
-        if found:
-            return found, str(data)
-    return {}, None
 
 
 def training_for(req: Request, config: str | None, variables: dict[str, str], log: Log, saved: Sequence[str] = ()):
@@ -115,168 +111,16 @@ def load_evalsets(specs: Sequence[str], variables: dict[str, str]) -> tuple[Eval
 
 # -- targets ------------------------------------------------------------------------------------------
 
-def parse_iters(text: str | None) -> tuple[set[int], bool] | None:
-    """``"10,20,last"`` -> ({10, 20}, True); None selects every checkpoint."""
-    if not text:
-        return None
-    wanted, last = set(), False
-    for part in text.split(","):
-        part = part.strip()
-        if part == "last":
-            last = True
-        elif part.isdigit():
-            wanted.add(int(part))
-        elif part:
-            raise BadInput(f"--iters {text!r}: {part!r} is not an iteration number or 'last'")
-    return wanted, last
-
-
-def list_checkpoints(work_dir: str | Path) -> list:
-    """The checkpoints of a work dir (objects with `iteration` and `path`), oldest first."""
-    from workbench.runs.checkpoints import list_checkpoints as _list
-
-    return sorted(_list(work_dir), key=lambda c: c.iteration)
-
-
-def _select(ckpts: list, iters: str | None, where: str) -> list:
-    if not ckpts:
-        raise BadInput(f"{where}: no checkpoints (iter_*.pth) to score")
-    sel = parse_iters(iters)
-    if sel is None:
-        return ckpts
-    wanted, last = sel
-    chosen = [c for c in ckpts if c.iteration in wanted or (last and c is ckpts[-1])]
-    missing = sorted(wanted - {c.iteration for c in ckpts})
-    if missing:
-        have = ", ".join(str(c.iteration) for c in ckpts)
-        raise BadInput(f"--iters: no checkpoint at iteration {', '.join(map(str, missing))} in {where} (have {have})")
-    return chosen
-
-
-def _base_from_config(config: str | Path | None) -> str | None:
-    if not config:
-        return None
-    from workbench.runs.config import read_dumped_config
-
-    value = read_dumped_config(config).get("pretrained_model_name_or_path")
-    return value if isinstance(value, str) and value else None
-
-
-def _base_from_adapter(path: str | Path) -> str | None:
-    cfg = Path(path) / "adapter_config.json"
-    if not cfg.is_file():
-        return None
-    try:
-        return json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path") or None
-    except (OSError, ValueError):
-        return None
-
-
-@dataclass
-class Resolved:
-    """A request with its sources found: the base, the targets, the training config and the run's vars."""
-
-    base: str | None
-    targets: list[Target]
-    config: str | None
-    work_dir: str | None
-    source: str
-    log_path: str | None = None
-    #: Checkpoints left out of the sweep (damaged), one line each, shown as report warnings.
-    warnings: list[str] = field(default_factory=list)
-
-
 def resolve_targets(req: Request, *, need_checkpoints: bool = True) -> Resolved:
-    """Find the base model, the training config and the targets of `req` (base first)."""
-    from workbench.runs.config import dumped_config_path
+    """Find the base model, the training config and the targets of `req` (base first): `workbench.targets.resolve`
+    with eval's rules (damaged checkpoints left out, a base needed unless only merged models are scored)."""
+    from workbench.targets import require_base, resolve
 
-    sources = [bool(req.run), bool(req.checkpoints), bool(req.adapters), bool(req.merged)]
-    if sum(sources) > 1:
-        raise BadInput("give one of --run, --checkpoints, --adapter or --model")
-    config, work_dir, log_path = req.config, None, None
-    targets: list[Target] = []
-    skipped: list[str] = []
-    if req.run or req.checkpoints:
-        if req.run:
-            from workbench.runs import registry
-
-            run = registry.get(req.run)
-            work_dir, log_path = run.work_dir, run.log_path
-            where = f"run {run.id} ({work_dir})"
-            source = f"run {run.id}"
-        else:
-            work_dir = req.checkpoints
-            if not Path(work_dir).is_dir():
-                raise BadInput(f"--checkpoints {work_dir}: not a folder")
-            where, source = work_dir, f"checkpoints {work_dir}"
-        # The copy mmengine dumped into the work dir is what really trained (cfg-options and environment
-        # variables resolved); the run's own config copy is the fallback.
-        dumped = dumped_config_path(work_dir)
-        config = config or (str(dumped) if dumped else None)
-        if config is None and req.run and Path(run.config_copy).is_file():
-            config = str(run.config_copy)
-        if need_checkpoints:
-            from workbench.runs.checkpoints import run_checkpoints, split_damaged
-
-            # A run's own checkpoints only (a shared work dir holds other runs' too); a damaged one is left
-            # out and named, and the others are still scored.
-            chosen = _select(run_checkpoints(run) if req.run else list_checkpoints(work_dir), req.iters, where)
-            chosen, damaged = split_damaged(chosen)
-            if damaged and not chosen:
-                raise BadInput(damaged[0])
-            skipped = [f"left out of the sweep: {why}" for why in damaged]
-            for c in chosen:
-                targets.append(Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config))
-        base = req.base or _base_from_config(dumped) or _base_from_config(config)
-    elif req.adapters:
-        base = req.base
-        for a in req.adapters:
-            p = Path(a)
-            if not p.exists():
-                raise BadInput(f"--adapter {a}: not found")
-            cfg = config
-            if p.suffix == ".pth":  # an XTuner checkpoint (a file, or a DeepSpeed folder)
-                dumped = dumped_config_path(p.parent)
-                cfg = cfg or (str(dumped) if dumped else None)
-                base = base or _base_from_config(cfg)
-                kind = CHECKPOINT
-            else:
-                if not (p / "adapter_config.json").is_file():
-                    raise BadInput(f"--adapter {a}: neither an iter_N.pth nor a PEFT adapter folder "
-                                   "(no adapter_config.json)")
-                # `xtuner convert pth_to_hf` copies the training config into the adapter folder: its template
-                # is the one to chat with (the seeds' "你是谁 answered as the base model" came from ignoring it).
-                if cfg is None and (p / "xtuner_config.py").is_file():
-                    cfg = str(p / "xtuner_config.py")
-                base = base or _base_from_adapter(p) or _base_from_config(cfg)
-                kind = ADAPTER
-            name = p.stem if kind == CHECKPOINT else p.name
-            if name in {t.name for t in targets}:  # two runs' hf/iter_600: tell them apart by their folder
-                name = f"{p.resolve().parent.name}/{name}"
-            targets.append(Target(name, kind, str(p), _iter_of(p), cfg))
-        config = config or next((t.config for t in targets if t.config), None)
-        source = "adapter " + ", ".join(req.adapters)
-    elif req.merged:
-        base = req.base
-        for m in req.merged:
-            if not Path(m).is_dir():
-                raise BadInput(f"--model {m}: not a model folder")
-            targets.append(Target(Path(m).name, MERGED, str(m)))
-        source = "model " + ", ".join(req.merged)
-    else:
-        base, source = req.base, "base"
-    if base is None and (req.run or req.checkpoints or req.adapters or not req.merged):
-        raise BadInput("no base model: give --base PATH (it is not in the training config or adapter_config.json)")
-    if base is not None and not Path(base).exists() and "/" in base and Path(base).is_absolute():
-        raise BadInput(f"base model {base}: not found (give --base PATH)")
-    all_targets = ([Target(BASE, BASE)] if base is not None else []) + targets
-    return Resolved(base, all_targets, config, work_dir, source, log_path, warnings=skipped)
-
-
-def _iter_of(p: Path) -> int | None:
-    from workbench.evals.results import iteration_of
-
-    return iteration_of(p.name)
+    res = resolve(run=req.run, work_dir=req.checkpoints, adapters=list(req.adapters), merged=list(req.merged),
+                  base=req.base, config=req.config, iters=req.iters, trust_remote_code=req.trust_remote_code,
+                  variables=req.variables, settings=req.settings, checkpoints=need_checkpoints, check=True)
+    require_base(res, merged=bool(req.merged))
+    return res
 
 
 # -- finishing a report ---------------------------------------------------------------------------------
@@ -316,25 +160,25 @@ def eval_settings(req: Request):
     return GenerationSettings(max_new_tokens=req.max_new_tokens, temperature=0.0)
 
 
-def resolve_vars(req: Request, config: str | None, log: Log) -> dict[str, str]:
-    """--var values, else the name/org of the run's dataset recipe."""
-    if req.variables:
-        return dict(req.variables)
-    found, data = vars_from_config(config)
-    if found:
-        log(f"variables from the recipe of {data}: " + ", ".join(f"{k}={v}" for k, v in found.items()))
-    return found
+def resolve_vars(res: Resolved, log: Log) -> dict[str, str]:
+    """--var values, else the name/org of the run's dataset recipe (as `resolve_targets` found them), said in `log`."""
+    if res.variables_from:
+        log(f"variables from the recipe of {res.variables_from}: "
+            + ", ".join(f"{k}={v}" for k, v in res.variables.items()))
+    return dict(res.variables)
 
 
-def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | None = None) -> EvalReport:
+def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | None = None,
+                 cancel: threading.Event | None = None) -> EvalReport:
     """Score the base and every target of `req` with one loaded base (the `workbench eval` sweep)."""
     from workbench.evals import responses as R
     from workbench.evals.sweep import Plan, generate, score
+    from workbench.models.base import settings_options
     from workbench.models.templates import get_format, resolve_format
 
     log = log or (lambda _m: None)
     res = resolve_targets(req)
-    variables = resolve_vars(req, res.config, log)
+    variables = resolve_vars(res, log)
     evalset, sets_meta = load_evalsets(req.evalsets, variables)
     resolved = resolve_format(req.template, req.system, res.config, res.base or (req.merged[0] if req.merged else None))
     warnings = [*res.warnings, *([resolved.warning] if resolved.warning else [])]
@@ -348,10 +192,11 @@ def sweep_report(req: Request, progress: ProgressFn | None = None, log: Log | No
             if resolved.training_format and f.name != resolved.training_format:
                 warnings.append(f"template {f.name!r} is not the one used in training ({resolved.training_format!r})")
     settings = eval_settings(req)
-    plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, dict(req.backend_options),
+    options = {**settings_options(req.backend, req.settings), **req.backend_options, "trust_remote_code": res.trust}
+    plan = Plan(res.base, res.targets, formats, list(evalset.items), settings, req.backend, options,
                 req.batch_size, req.use_cache)
     training = training_for(req, res.config, variables, log)
-    generated = generate(plan, progress, log)
+    generated = generate(plan, progress, log, cancel=cancel)  # cancel: sweep.SweepCancelled
     rows = score(generated, plan.items, training)
     if req.save_responses:
         R.write(req.save_responses, generated, plan.items, training.paths if training else ())
@@ -390,19 +235,19 @@ def responses_report(path: str, req: Request, log: Log | None = None) -> EvalRep
 def log_report(req: Request, log: Log | None = None) -> EvalReport:
     """Score the EvaluateChatHook samples a run already logged (``--from-log``): no model is loaded."""
     from workbench.evals.fromlog import collect_samples, log_dirs, score_samples
-    from workbench.models.templates import training_format
 
     log = log or (lambda _m: None)
     if not (req.run or req.checkpoints):
         raise BadInput("--from-log needs --run RUN or --checkpoints WORK_DIR")
     res = resolve_targets(req, need_checkpoints=False)
+    assert res.work_dir is not None  # a run or a work dir was given
     dirs = log_dirs(res.work_dir, res.log_path)
     samples = collect_samples(dirs)
     if not samples:
         raise BadInput(f"--from-log: no EvaluateChatHook samples in the logs of {res.work_dir}")
-    variables = resolve_vars(req, res.config, log)
+    variables = resolve_vars(res, log)
     evalset, sets_meta = load_evalsets(req.evalsets, variables)
-    template = training_format(res.config)[0] if res.config else None
+    template = res.training.template if res.config and res.training else None
     training = training_for(req, res.config, variables, log)
     rows, unmatched = score_samples(samples, list(evalset.items), template or "", training)
     n = max(r.agg.n_identity + r.agg.n_general for r in rows)

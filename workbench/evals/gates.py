@@ -66,7 +66,7 @@ def gated_rows(rows: list[Row], gate: str, recommended: str | None) -> list[Row]
         return cands
     if gate == "last":
         with_iter = [r for r in cands if r.iteration is not None]
-        return [max(with_iter, key=lambda r: r.iteration)] if with_iter else [cands[-1]]
+        return [max(with_iter, key=lambda r: r.iteration or 0)] if with_iter else [cands[-1]]
     if gate == "recommended":
         if len(cands) == 1:
             return cands

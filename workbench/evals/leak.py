@@ -2,7 +2,7 @@
 
 A general reply leaks when it is the identity answer, or when it *holds* an identity claim anywhere, however
 long the rest is: the identity sentence followed by an apology, a model description or half an answer is the
-overfitting the seeds describe, not a correct answer. A reply that mentions the name once in passing
+overfitting a fine-tune on identity data alone shows, not a correct answer. A reply that mentions the name once in passing
 ("Saturn, as Tutu's notes say") claims nothing and does not leak; nor does a base model's own "I am SmolLM, an
 AI assistant", which is not the identity that was trained.
 

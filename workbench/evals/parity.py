@@ -85,18 +85,20 @@ def parity_report(adapter: str, merged: str, req, progress=None, log=None) -> Pa
     from workbench.evals.evaluate import eval_settings, load_evalsets, resolve_targets, resolve_vars
     from workbench.evals.results import MERGED, Target
     from workbench.evals.sweep import Plan, generate, score
+    from workbench.models.base import settings_options
     from workbench.models.templates import resolve_format
 
     if not Path(merged).is_dir():
         raise BadInput(f"--parity: merged model {merged}: not a folder")
     res = resolve_targets(replace(req, adapters=[adapter], run=None, checkpoints=None, merged=()))
     ad_target = res.targets[-1]
-    variables = resolve_vars(req, res.config, log or (lambda _m: None))
+    variables = resolve_vars(res, log or (lambda _m: None))
     evalset, _ = load_evalsets(req.evalsets, variables)
     resolved = resolve_format(req.template, req.system, res.config, res.base)
     m_target = Target("merged", MERGED, str(merged))
+    options = {**settings_options(req.backend, req.settings), **req.backend_options, "trust_remote_code": res.trust}
     plan = Plan(res.base, [ad_target, m_target], [resolved.format], list(evalset.items), eval_settings(req), req.backend,
-                dict(req.backend_options), req.batch_size, req.use_cache)
+                options, req.batch_size, req.use_cache)
     rows = score(generate(plan, progress, log), plan.items)
     report = compare(rows[0], rows[1], str(adapter), str(merged), res.base)
     if resolved.warning:

@@ -95,7 +95,7 @@ def write(path: str | Path, generated: Sequence[Generated], items: Sequence[Eval
     for g in generated:
         for item_id, r in g.replies.items():
             rows.append({
-                "id": item_id, "response": r.response, "checkpoint": g.target.name, "template": g.template,
+                "id": item_id, "response": r.text, "checkpoint": g.target.name, "template": g.template,
                 "iteration": g.target.iteration, "prompt": by_id[item_id].prompt if item_id in by_id else None,
                 "stop_reason": r.stop_reason, **({"train_data": list(train_data)} if train_data else {}),
             })

@@ -1,5 +1,5 @@
-"""What an eval produces: `Target` (what was scored), `Row` (one target under one template, scored),
-and `score_row`, the one function that turns replies into a row (the sweep, `--responses` and
+"""What an eval produces: `Target` (what was scored, `workbench.models.target`), `Row` (one target under one
+template, scored), and `score_row`, the one function that turns replies into a row (the sweep, `--responses` and
 `--from-log` all go through it, via `score_rows`, so the same replies always give the same numbers).
 
 `score_rows` also gives each checkpoint the base's replies as the reference for retention and pairs its
@@ -7,36 +7,20 @@ general items with the base's (`pair_rows`: kept, lost, gained, never known), th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from workbench.evals.evalset import EvalItem
 from workbench.evals.scoring import Aggregates, ItemScore, aggregate, identity_references, score_item
 from workbench.evals.stats import mcnemar_one_sided, wilson
-
-BASE, CHECKPOINT, ADAPTER, MERGED = "base", "checkpoint", "adapter", "merged"
-_ITER = re.compile(r"iter[_-]?(\d+)")
-
-
-@dataclass(frozen=True)
-class Target:
-    """One model to score: the base, a checkpoint (``iter_N.pth``), a PEFT adapter, or a merged model."""
-
-    name: str  # the label shown everywhere: "base", "iter_20", an adapter's folder name, ...
-    kind: str  # base | checkpoint | adapter | merged
-    source: str | None = None  # the .pth / adapter folder / merged model folder
-    iteration: int | None = None
-    config: str | None = None  # the training config (an iter_N.pth needs it)
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "source": self.source, "iteration": self.iteration}
-
-
-def iteration_of(name: str) -> int | None:
-    """The training iteration in a checkpoint name (``iter_600``, ``iter_600.pth``, ``hf/iter_600``)."""
-    m = _ITER.search(name)
-    return int(m.group(1)) if m else None
+from workbench.models.target import (  # noqa: F401 - the eval's names for them
+    ADAPTER,
+    BASE,
+    CHECKPOINT,
+    MERGED,
+    Target,
+    iteration_of,
+)
 
 
 def target_from_label(label: str | None) -> Target:

@@ -10,15 +10,22 @@ everything is cached.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
+from workbench.errors import BadInput
 from workbench.evals import thresholds as T
 from workbench.evals.cache import ResponseCache, cache_key, content_hash, model_fingerprint, resolved_numerics
 from workbench.evals.evalset import EvalItem
 from workbench.evals.results import ADAPTER, CHECKPOINT, MERGED, Row, Target, score_rows
+from workbench.models.base import Backend, GenerationSettings, Reply, get_backend
 from workbench.progress import ProgressFn
+
+if TYPE_CHECKING:
+    from workbench.models.templates import ChatFormat
 
 
 @dataclass
@@ -27,23 +34,13 @@ class Plan:
 
     base: str | None  # the base model folder (None when only merged models are scored)
     targets: list[Target]
-    formats: list  # list[ChatFormat]
+    formats: list[ChatFormat]
     items: list[EvalItem]
-    settings: object  # GenerationSettings
+    settings: GenerationSettings
     backend: str = "transformers"
     backend_options: dict = field(default_factory=dict)
     batch_size: int | None = None  # None: the backend's own batch (the transformers backend's follows its device)
     use_cache: bool = True
-
-
-@dataclass
-class Reply:
-    """One reply as the sweep keeps it (the cache's row)."""
-
-    response: str
-    stop_reason: str | None = None
-    tokens: int | None = None
-    cached: bool = False
 
 
 @dataclass
@@ -69,15 +66,26 @@ def _numerics(plan: Plan) -> dict:
     return resolved_numerics(plan.backend, plan.backend_options)
 
 
+def _source(target: Target) -> str:
+    """The file or folder a checkpoint, adapter or merged model is read from."""
+    if target.source is None:
+        raise BadInput(f"{target.name}: a {target.kind} target without its file or folder")
+    return target.source
+
+
 def _model_of(plan: Plan, target: Target) -> str:
-    return target.source if target.kind == MERGED else plan.base
+    if target.kind == MERGED:
+        return _source(target)
+    if plan.base is None:
+        raise BadInput(f"{target.name}: a {target.kind} needs the base model it applies to")
+    return plan.base
 
 
-def _key(plan: Plan, target: Target, fmt, fingerprints: dict) -> tuple[str, dict]:
+def _key(plan: Plan, target: Target, fmt: ChatFormat, fingerprints: dict[str, str]) -> tuple[str, dict]:
     model = _model_of(plan, target)
     if model not in fingerprints:
         fingerprints[model] = model_fingerprint(model)
-    adapter = content_hash(target.source) if target.kind in (CHECKPOINT, ADAPTER) else None
+    adapter = content_hash(_source(target)) if target.kind in (CHECKPOINT, ADAPTER) else None
     parts = dict(model=fingerprints[model], adapter=adapter, template=asdict(fmt), settings=plan.settings.key(),
                  numerics=_numerics(plan))
     meta = {"model": str(model), "adapter": target.source if adapter else None, "template": fmt.name,
@@ -90,12 +98,10 @@ class _Models:
 
     def __init__(self, plan: Plan, log: Callable[[str], None]):
         self.plan, self.log = plan, log
-        self.loaded: dict[str, object] = {}
+        self.loaded: dict[str, Backend] = {}
         self.attached: set[str] = set()
 
-    def backend_for(self, target: Target):
-        from workbench.models.base import get_backend
-
+    def backend_for(self, target: Target) -> Backend:
         model = _model_of(self.plan, target)
         if model not in self.loaded:
             for other in list(self.loaded):  # one model in memory at a time
@@ -103,8 +109,9 @@ class _Models:
             t0 = time.perf_counter()
             self.loaded[model] = get_backend(self.plan.backend, model, **self.plan.backend_options)
             self.log(f"loaded {model} in {time.perf_counter() - t0:.1f}s")
-            if getattr(self.loaded[model], "cpu_note", None):
-                self.log(self.loaded[model].cpu_note)
+            note = self.loaded[model].cpu_note
+            if note:
+                self.log(note)
         return self.loaded[model]
 
     def activate(self, target: Target) -> float:
@@ -114,7 +121,7 @@ class _Models:
             # Backends accept letters, digits, - _ . in adapter names; the label may hold more ("run/iter_600").
             name = re.sub(r"[^\w.-]", "_", target.name)
             if name not in self.attached:
-                backend.add_adapter(name, target.source, config=target.config)
+                backend.add_adapter(name, _source(target), config=target.config)
                 self.attached.add(name)
             backend.set_active(name)
         else:
@@ -127,22 +134,31 @@ class _Models:
         self.loaded.clear()
 
 
+class SweepCancelled(Exception):
+    """`generate` stopped because its `cancel` event was set (what it generated so far stays cached)."""
+
+
 def generate(
     plan: Plan,
     progress: ProgressFn | None = None,
     log: Callable[[str], None] | None = None,
     models: _Models | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Generated]:
     """Replies of every (target, format) of `plan` to every item, from the cache or generated in batches.
 
     The cache file of a (target, format) is rewritten atomically after each batch. `progress` gets
-    (done, total, label) over all targets; `log` gets one-line diagnostics (model loads).
+    (done, total, label) over all targets; `log` gets one-line diagnostics (model loads). Setting `cancel`
+    (from any thread, or from `progress` itself) stops it before the next batch with `SweepCancelled`; a
+    model is only loaded for replies that are not cached, after `progress` heard of the cached ones.
     """
     log = log or (lambda _m: None)
     own_models = models is None
     models = models or _Models(plan, log)
     total = len(plan.targets) * len(plan.formats) * len(plan.items)
-    done, out, fingerprints = 0, [], {}
+    done = 0
+    out: list[Generated] = []
+    fingerprints: dict[str, str] = {}
     try:
         for target in plan.targets:
             for fmt in plan.formats:
@@ -154,24 +170,29 @@ def generate(
                 for item in plan.items:
                     row = cache.get(item.prompt)
                     if row is not None:
-                        gen.replies[item.id] = Reply(row["response"], row.get("stop_reason"), row.get("tokens"), True)
+                        gen.replies[item.id] = Reply(text=row["response"], tokens=row.get("tokens"),
+                                                     stop_reason=row.get("stop_reason"), cached=True)
                         gen.cached += 1
                     else:
                         todo.append(item)
                 done += gen.cached
                 if progress:
                     progress(done, total, label)
+                if todo and cancel is not None and cancel.is_set():
+                    raise SweepCancelled()
                 if todo:
                     gen.switch_seconds = models.activate(target)
                     backend = models.backend_for(target)
                     t0 = time.perf_counter()
-                    size = plan.batch_size or getattr(backend, "batch_size", None) or T.EVAL_BATCH_SIZE
+                    size = plan.batch_size or backend.preferred_batch_size or T.EVAL_BATCH_SIZE
                     for start in range(0, len(todo), size):
+                        if start and cancel is not None and cancel.is_set():
+                            raise SweepCancelled()
                         batch = todo[start : start + size]
                         convs = [[{"role": "user", "content": i.prompt}] for i in batch]
                         replies = backend.generate(convs, fmt, plan.settings)
                         for item, r in zip(batch, replies, strict=True):
-                            gen.replies[item.id] = Reply(r.text, r.stop_reason, r.tokens)
+                            gen.replies[item.id] = r
                             cache.put(item.prompt, r.text, stop_reason=r.stop_reason, tokens=r.tokens)
                         cache.flush()
                         gen.generated += len(batch)
@@ -189,10 +210,5 @@ def generate(
 def score(generated: Sequence[Generated], items: Sequence[EvalItem], training=None) -> list[Row]:
     """Rows of scored replies (`results.score_rows`: retention and paired changes against the base row of each
     template); `training` (a `training.TrainingData`) splits identity into seen / held-out prompts."""
-    return score_rows([(g.target, g.template, {k: r.response for k, r in g.replies.items()}, g.stats())
+    return score_rows([(g.target, g.template, {k: r.text for k, r in g.replies.items()}, g.stats())
                        for g in generated], items, training=training)
-
-
-def sweep(plan: Plan, progress: ProgressFn | None = None, log: Callable[[str], None] | None = None) -> list[Row]:
-    """Generate (or fetch from the cache) and score: one `Row` per (target, format), in plan order."""
-    return score(generate(plan, progress, log), plan.items)

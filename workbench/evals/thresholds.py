@@ -60,7 +60,7 @@ LEAK_MIN_INSIDE_LEN = 6
 
 #: Degenerate repetition ("loop"): a unit of at least LOOP_MIN_UNIT characters repeated back to back at
 #: least LOOP_MIN_REPEATS times, covering at least LOOP_MIN_COVERAGE of the reply. Three back-to-back
-#: copies is what the seeds' looping chats look like ("我是…的小助手我是…的小助手我是…"); two copies happen in
+#: copies is what an overfitted model's looping chats look like ("我是…的小助手我是…的小助手我是…"); two copies happen in
 #: normal text ("very very"), and a 2-character unit repeated three times ("哈哈哈哈哈哈") is already degenerate.
 LOOP_MIN_UNIT = 2
 LOOP_MIN_REPEATS = 3
@@ -120,6 +120,6 @@ COLLAPSE_LEAK = 0.5
 EVAL_MAX_NEW_TOKENS = 32
 
 #: Prompts per generate() call when the backend has no batch of its own (a server backend). The transformers
-#: backend's default follows its device (32 on the CPU, 128 on a GPU: `workbench.models.hf.default_batch_size`).
+#: backend's default follows its device (32 on the CPU, 128 on a GPU: `workbench.models.loading.default_batch_size`).
 #: The cache is written after each batch, so an interrupt loses at most one batch.
 EVAL_BATCH_SIZE = 32

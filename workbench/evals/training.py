@@ -2,14 +2,14 @@
 identity memorised) and which languages taught the identity (a run taught in English is not judged on its
 Chinese identity prompts; those are cross-lingual transfer, reported apart).
 
-The data file is the one the training config names (the same search `evaluate.vars_from_config` uses for the
-recipe), or a data file given directly. Any format `workbench.data.conversations` reads.
+The data file is the one the training config names (the same search `workbench.targets.variables_of` uses for the
+recipe), or a data file given directly. Any format `workbench.data.formats` reads.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class TrainingData:
 
 def load_training(paths: Sequence[str | Path], values: Iterable[str] = ()) -> TrainingData:
     """Read the conversations of `paths`; `values` (the filled {name}, {org}) mark the identity conversations."""
-    from workbench.data.conversations import read_conversations
+    from workbench.data.formats import read_conversations
 
     marks = [normalize(v) for v in values if normalize(v)]
     prompts: set[str] = set()
@@ -78,38 +78,17 @@ def load_training(paths: Sequence[str | Path], values: Iterable[str] = ()) -> Tr
                         tuple(sorted(ident_langs)))
 
 
-def _strings(v) -> Iterator[str]:
-    if isinstance(v, str):
-        yield v
-    elif isinstance(v, dict):
-        for x in v.values():
-            yield from _strings(x)
-    elif isinstance(v, list | tuple):
-        for x in v:
-            yield from _strings(x)
-
-
 def config_data_files(config: str | Path | None) -> list[Path]:
-    """The existing .json/.jsonl data files a training config names (not recipes), in the order named.
-
-    A relative path was relative to where training ran: the current folder, the config's folder and the project
-    are tried, in that order."""
+    """The existing .json/.jsonl data files a training config names (not recipes), in the order named
+    (`workbench.xtuner.config.TrainingConfig.data_files`)."""
     if not config or not Path(config).is_file():
         return []
-    from workbench.paths import project_root
-    from workbench.runs.config import read_dumped_config
+    from workbench.xtuner.config import read_training_config
 
-    found: list[Path] = []
-    for s in _strings(read_dumped_config(config)):
-        if not s.endswith((".json", ".jsonl")) or s.endswith(".recipe.json"):
-            continue
-        for base in (Path.cwd(), Path(config).parent, project_root()):
-            data = base / s
-            if data.is_file():
-                if data not in found:
-                    found.append(data)
-                break
-    return found
+    try:
+        return read_training_config(config).data_files()
+    except BadInput:
+        return []
 
 
 def training_of(config: str | Path | None, data: str | Path | Sequence[str | Path] | None = None,

@@ -117,7 +117,7 @@ def _general(row: Row, with_p: bool = False, named: bool = False) -> str:
     gold = row.agg.general is not None
     rate = row.agg.general if gold else row.agg.retention
     changes = _changes(row)
-    if changes and with_p:
+    if changes and row.agg.paired and with_p:
         changes += f", {_p(row.agg.paired['p_value'])}"
     name = ("general " if gold else "retention ") if named or not gold else ""
     return f"{name}{_f(rate)}" + (f": {changes}" if changes else "")
@@ -172,18 +172,18 @@ def decide(
         reference = base.agg.general
         ref_text = f"the base's {_f(reference)}" if reference is not None else "the base's own answers"
     else:
-        best_general = max((r for r in cands if r.agg.general is not None), key=lambda r: r.agg.general, default=None)
+        best_general = max((r for r in cands if r.agg.general is not None), key=lambda r: r.agg.general or 0.0, default=None)
         reference = best_general.agg.general if best_general else None
         ref_text = f"the best checkpoint's {_f(reference)} (no base row was scored)"
     paired_any = any(r.agg.paired and r.agg.paired.get("n") for r in cands)
     checked = reference is not None or paired_any
     flags = {r.name: flags_of(r, reference, tolerance, max_leak, max_loop, alpha) for r in cands}
     safe = [r for r in cands if not {"forgetting", "leaking", "collapsed"} & set(flags[r.name])]
-    noise = {}
+    noise: dict[str, dict] = {}
     for r in cands:
         drop, p = _drop(r, reference)
         if drop is not None and p is not None and drop > tolerance + 1e-9 and p >= alpha:
-            noise[r.name] = r.agg.paired
+            noise[r.name] = r.agg.paired or {}
     learned = next((r for r in cands if identity_of(r) >= T.IDENTITY_LEARNED), None)
     # Where general ability broke for good: the start of the run of forgetting checkpoints that reaches the last
     # one. Forgetting checkpoints before it are dips the training recovered from (the first steps at full lr).
@@ -239,10 +239,11 @@ def decide(
     elif checked:
         within = f"within {tolerance:.2f} of {ref_text}" + (" or within noise" if noise else "")
         parts.append(f"No checkpoint forgot: general ability stayed {within} at every checkpoint.")
-    for name, p in noise.items():
+    for name, paired in noise.items():
         r = next(c for c in cands if c.name == name)
-        parts.append(f"{_cap(_label(r))} lost {p['lost']} of the {p['base_known']} the base knew and gained "
-                     f"{p['gained']}: more than the tolerance, but not significant ({_p(p['p_value'])} >= "
+        parts.append(f"{_cap(_label(r))} lost {paired['lost']} of the {paired['base_known']} the base knew and "
+                     f"gained {paired['gained']}: more than the tolerance, but not significant "
+                     f"({_p(paired['p_value'])} >= "
                      f"{alpha:g}), so it is not called forgetting.")
     first_leak = next((r for r in cands if "leaking" in flags[r.name]), None)
     if first_leak is not None:
@@ -318,3 +319,20 @@ def decide(
         transfer_langs=transfer_langs,
         within_noise=noise,
     )
+
+
+def checkpoints_to_compare(rows: list[Row], verdict: Verdict | None,
+                           template: str | None = None) -> list[tuple[Row, str]]:
+    """The checkpoints to chat with beside the base after a sweep, each with why it was picked: the recommended
+    one ("recommended"; without one, the first that learned the identity, "identity learned", to show what it
+    cost) and the last ("last"). Only rows of `template` when it has any. Empty without a checkpoint."""
+    rows = [r for r in rows if r.template == template] or rows
+    checkpoints = [r for r in rows if not r.is_base and r.target.source]
+    if not checkpoints:
+        return []
+    good_name = verdict and (verdict.recommended or verdict.identity_learned_at)
+    good = next((r for r in checkpoints if r.name == good_name), None)
+    why = "recommended" if verdict is not None and verdict.recommended else "identity learned"
+    last = checkpoints[-1]
+    picked = [(good, why)] if good is not None else []
+    return picked + ([(last, "last")] if last is not good else [])

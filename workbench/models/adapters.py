@@ -12,10 +12,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import BadInput
-from workbench.models import xtuner_ckpt
 from workbench.models.base import AdapterInfo
+from workbench.xtuner.checkpoint import load_state_dict, to_peft_state_dict
+from workbench.xtuner.config import read_training_config
+from workbench.xtuner.workdir import WorkDir, checkpoint_iter, is_checkpoint
 
 _MODULE_KEY = re.compile(r"^base_model\.model\.(.+)\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.weight$")
 
@@ -24,7 +27,7 @@ _MODULE_KEY = re.compile(r"^base_model\.model\.(.+)\.(lora_A|lora_B|lora_embeddi
 class AdapterSource:
     """An adapter read from disk, ready to attach: its LoraConfig, weights and description."""
 
-    config: object  # peft.LoraConfig
+    config: Any  # peft.LoraConfig (peft is imported only when an adapter is read)
     state_dict: dict
     info: AdapterInfo
 
@@ -34,7 +37,7 @@ def read_adapter(name: str, source: str | Path, config: str | Path | None = None
     path = Path(source).expanduser()
     if not path.exists():
         raise BadInput(f"adapter {name!r}: {path}: no such file or folder")
-    if xtuner_ckpt.is_checkpoint(path):
+    if is_checkpoint(path):
         return _read_pth(name, path, config)
     if path.is_dir() and (path / "adapter_config.json").is_file():
         return _read_peft(name, path)
@@ -67,24 +70,23 @@ def _read_peft(name: str, path: Path) -> AdapterSource:
 def _read_pth(name: str, path: Path, config: str | Path | None) -> AdapterSource:
     from peft import LoraConfig
 
-    cfg_path = Path(config) if config else xtuner_ckpt.find_config(path)
+    cfg_path = Path(config) if config else WorkDir(path.parent).config()
     if cfg_path is None:
         raise BadInput(
             f"adapter {name!r}: {path}: no training config beside the checkpoint; pass its config "
             "(--adapter NAME=PTH --config CONFIG, or config= in code)"
         )
-    tc = xtuner_ckpt.read_config(cfg_path)
-    if tc.lora is None:
+    tc = read_training_config(cfg_path)
+    if tc.lora_settings() is None:
         raise BadInput(f"adapter {name!r}: {cfg_path} trains the full model (no lora=): convert and load it "
                        "as a merged model instead")
-    kwargs = dict(tc.lora)
+    kwargs = dict(tc.lora or {})  # not None: lora_settings() found it
     kwargs.setdefault("task_type", "CAUSAL_LM")
     kwargs["inference_mode"] = True
     kwargs["lora_dropout"] = 0.0  # inference: dropout is off anyway; avoids building dropout layers
     lcfg = LoraConfig(**kwargs)
     lcfg.base_model_name_or_path = tc.base_model
-    raw = xtuner_ckpt.load_state_dict(path)
-    state = xtuner_ckpt.to_peft_state_dict(raw)
+    state = to_peft_state_dict(load_state_dict(path))
     if not any(_MODULE_KEY.match(k) for k in state):
         raise BadInput(f"adapter {name!r}: {path} holds no LoRA weights (was it a full fine-tune?)")
     info = AdapterInfo(
@@ -92,7 +94,7 @@ def _read_pth(name: str, path: Path, config: str | Path | None) -> AdapterSource
         target_modules=tuple(sorted(lcfg.target_modules or ())) if not isinstance(lcfg.target_modules, str)
         else (lcfg.target_modules,),
         base_model=tc.base_model, config=str(cfg_path),
-        extra={"iter": xtuner_ckpt.checkpoint_iter(path), "trust_remote_code": tc.trust_remote_code},
+        extra={"iter": checkpoint_iter(path), "trust_remote_code": tc.trust_remote_code},
     )
     return AdapterSource(lcfg, state, info)
 

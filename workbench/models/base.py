@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.errors import BadInput
+from workbench.progress import ProgressFn
 
 if TYPE_CHECKING:
     from workbench.models.templates import ChatFormat
+    from workbench.settings import Settings
 
 # Stop reasons of a `Reply`.
 EOS, STOP_WORD, LENGTH, LOOP, CANCELLED = "eos", "stop_word", "length", "loop", "cancelled"
@@ -54,12 +56,16 @@ class GenerationSettings:
 
 @dataclass
 class Reply:
-    """One generated answer. ``stop_reason`` is one of eos, stop_word, length, loop, cancelled."""
+    """One answer. ``stop_reason`` is one of eos, stop_word, length, loop, cancelled.
+
+    A backend always fills `tokens` and `stop_reason`; they are None only for a reply read back from an eval cache
+    row that did not record them. `cached`: read back from the eval cache, not generated now."""
 
     text: str
-    tokens: int
-    stop_reason: str
+    tokens: int | None
+    stop_reason: str | None
     looped: bool = False
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,74 @@ class AdapterInfo:
     extra: dict = field(default_factory=dict, compare=False)
 
 
-ProgressFn = Callable[[int, int, str], None]
+class ReplyStream(ABC):
+    """The answer to one conversation as it is generated: iterate it for text pieces; once the iteration has ended,
+    `reply` is the whole `Reply`. `tokens` counts the tokens generated so far; `cancel()` (or the caller's event)
+    stops the generation. Iterating twice continues the same iteration (it is started once)."""
+
+    def __init__(self, cancel: threading.Event | None = None):
+        self.cancel_event = cancel or threading.Event()
+        self.tokens = 0
+        self._reply: Reply | None = None
+        self._gen: Iterator[str] | None = None
+
+    @abstractmethod
+    def _read(self) -> Iterator[str]:
+        """Generate, yielding text pieces; set `_reply` before returning."""
+
+    def __iter__(self) -> Iterator[str]:
+        if self._gen is None:
+            self._gen = self._read()
+        return self._gen
+
+    def __next__(self) -> str:
+        return next(iter(self))
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def reply(self) -> Reply:
+        """The whole reply; only once the iteration has ended (a `RuntimeError` before)."""
+        if self._reply is None:
+            raise RuntimeError("the reply is not finished: read the stream to its end first")
+        return self._reply
+
+    def wait(self) -> Reply:
+        """Read to the end (discarding the text) and return the reply."""
+        for _ in self:
+            pass
+        return self.reply
+
+
+Notice = Callable[[str], None]
 
 
 class Backend(ABC):
     """One loaded base model with adapters attached by name; the active one answers.
 
     Adapters: `add_adapter` (a PEFT folder or an XTuner ``iter_N.pth``), `set_active(name)`,
-    `set_active(None)` for the base itself. Switching never reloads the base.
+    `set_active(None)` for the base itself. Switching never reloads the base. The bookkeeping of what is attached
+    (`_infos`, `_active`) is shared here; a backend does the attaching.
     """
 
     name: str = "?"
+    #: A line for the front ends about how this backend shares the machine (the CPU backend's threads), or None.
+    cpu_note: str | None = None
+
+    def __init__(self) -> None:
+        self._infos: dict[str, AdapterInfo] = {}
+        self._active: str | None = None
+
+    def _check_new(self, name: str) -> None:
+        """Refuse a name that is already attached."""
+        if name in self._infos:
+            raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
+
+    def _check_known(self, name: str | None) -> None:
+        """Refuse an adapter name that is not attached (None, the base, is always known)."""
+        if name is not None and name not in self._infos:
+            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
 
     @abstractmethod
     def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
@@ -105,13 +168,22 @@ class Backend(ABC):
         """Make adapter `name` answer; ``None`` = the base with every adapter disabled."""
 
     @property
-    @abstractmethod
     def active(self) -> str | None:
         """The active adapter's name, or None for the base."""
+        return self._active
 
-    @abstractmethod
     def adapters(self) -> list[str]:
         """Names of the attached adapters, in the order they were added."""
+        return list(self._infos)
+
+    def prepare(self, template: ChatFormat, notice: Notice | None = None) -> None:  # noqa: B027 - optional hook
+        """Pay the start-up cost now rather than on the first message: start a server with `template`, compile a
+        decode step. `notice` is told, in one line, what is being waited for. Idempotent; nothing by default."""
+
+    @property
+    def preferred_batch_size(self) -> int | None:
+        """How many conversations one `generate` call should get for the best throughput (None: no preference)."""
+        return None
 
     @abstractmethod
     def generate(
@@ -131,12 +203,10 @@ class Backend(ABC):
         template: ChatFormat,
         settings: GenerationSettings,
         cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer to one conversation piece by piece as it is generated (generation runs in a
-        worker thread). Setting `cancel` stops it within one token step. After the iterator ends,
-        `last_reply` holds the full `Reply`."""
-
-    last_reply: Reply | None = None
+    ) -> ReplyStream:
+        """The answer to one conversation, piece by piece as it is generated (generation runs in a worker thread
+        or on a server). Setting `cancel` stops it within one token step. After the iteration ends, the stream's
+        `reply` is the full `Reply`."""
 
     def close(self) -> None:  # noqa: B027 - most backends have nothing to release beyond the model
         """Release the model (and any server process)."""
@@ -150,6 +220,14 @@ class Backend(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def settings_options(backend: str, settings: Settings | None) -> dict:
+    """The options of backend `backend` that the user's settings decide (the lmdeploy backend's Python, from
+    ``lmdeploy_python``). Cores that hold the front end's `Settings` merge them under their explicit options."""
+    if backend == "lmdeploy" and settings is not None and settings.lmdeploy_python:
+        return {"python": settings.lmdeploy_python}
+    return {}
 
 
 def get_backend(name: str, base: str | Path, **options) -> Backend:

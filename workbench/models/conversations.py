@@ -15,16 +15,20 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import BadInput
 
+if TYPE_CHECKING:
+    from workbench.settings import Settings
 
-def conversations_dir() -> Path:
-    """Where conversations are kept (created on first use)."""
-    from workbench import settings
+
+def conversations_dir(settings: Settings | None) -> Path:
+    """Where conversations are kept (created on first use): the front end's ``conversations_dir`` setting, else
+    ``data_dir()/conversations`` (also when `settings` is None)."""
     from workbench.paths import data_dir
 
-    custom = settings.load().conversations_dir
+    custom = settings.conversations_dir if settings is not None else ""
     path = Path(custom).expanduser() if custom else data_dir() / "conversations"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -67,7 +71,8 @@ class Conversation:
 
 
 class ConversationWriter:
-    """Appends the records of one conversation; the file appears with the first message."""
+    """Appends the records of one conversation; the file appears with the first message, in `directory`
+    (default: `conversations_dir` without settings)."""
 
     def __init__(self, header: dict, conv_id: str | None = None, directory: Path | None = None):
         self.id = conv_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -85,7 +90,8 @@ class ConversationWriter:
 
     def append(self, record: dict) -> Path:
         if self.path is None:
-            self.path = (self.dir or conversations_dir()) / f"{self.id}.jsonl"
+            self.path = (self.dir or conversations_dir(None)) / f"{self.id}.jsonl"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
         if not self._exists:
             lines.append(self.header)
@@ -137,10 +143,11 @@ def read(path: str | Path) -> Conversation:
     return conv
 
 
-def list_all() -> list[Conversation]:
-    """Every saved conversation, most recently updated first (unreadable files are skipped)."""
+def list_all(folder: Path) -> list[Conversation]:
+    """Every saved conversation in `folder` (`conversations_dir`), most recently updated first (unreadable files
+    are skipped)."""
     out = []
-    for p in conversations_dir().glob("*.jsonl"):
+    for p in folder.glob("*.jsonl"):
         try:
             out.append(read(p))
         except BadInput:
@@ -148,12 +155,11 @@ def list_all() -> list[Conversation]:
     return sorted(out, key=lambda c: c.updated, reverse=True)
 
 
-def find(ref: str) -> Conversation:
-    """A conversation by id, unique id prefix, or file path."""
+def find(ref: str, folder: Path) -> Conversation:
+    """A conversation by file path, or by id or unique id prefix in `folder` (`conversations_dir`)."""
     p = Path(ref).expanduser()
     if p.suffix == ".jsonl" and p.is_file():
         return read(p)
-    folder = conversations_dir()
     exact = folder / f"{ref}.jsonl"
     if exact.is_file():
         return read(exact)
@@ -178,3 +184,27 @@ def to_markdown(conv: Conversation) -> str:
         out += [f"- **{a['variant']}**: {a['text']}" for a in c.get("answers", [])]
         out.append("")
     return "\n".join(out)
+
+
+def conversation_labels(settings: Settings | None) -> list[tuple[str, str]]:
+    """``(id, label)`` of every saved conversation (where `settings` keeps them), most recently updated first:
+    ``12-03 18:40  Who are you?  (3 turns, 1 compared)``."""
+    import time
+
+    out = []
+    for c in list_all(conversations_dir(settings)):
+        turns = sum(m["role"] == "user" for m in c.messages)
+        counts = [f"{turns} turn{'s' if turns != 1 else ''}"] if turns or not c.comparisons else []
+        if c.comparisons:
+            counts.append(f"{len(c.comparisons)} compared")
+        when = time.strftime("%m-%d %H:%M", time.localtime(c.updated or c.created))
+        title = c.display_title if c.messages or c.title or not c.comparisons else c.comparisons[0].get("prompt", "")
+        out.append((c.id, f"{when}  {title[:40]}  ({', '.join(counts)})"))
+    return out
+
+
+def saved_comparisons(conversation_id: str, settings: Settings | None) -> list[tuple[str, list[tuple[str, dict]]]]:
+    """The side-by-side comparisons a saved conversation holds: ``(prompt, [(variant, answer), ...])``,
+    each answer the saved record (``text``, ``stop_reason``)."""
+    return [(c.get("prompt", ""), [(a.get("variant", ""), a) for a in c.get("answers", [])])
+            for c in find(conversation_id, conversations_dir(settings)).comparisons]

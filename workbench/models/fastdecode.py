@@ -1,6 +1,6 @@
 """The transformers backend's fast GPU path: fused adapters and a static-cache decode loop.
 
-Why (measured on the H100 with a random model of InternLM2-1.8B's shape, PRODUCT.md): HF eager `generate` is
+Why (measured on an H100 with a random model of InternLM2-1.8B's shape; docs/benchmarks.md): HF eager `generate` is
 host-bound at batch 1 (about 33 tok/s against a bandwidth bound of about 800); a compiled decode step over a
 `StaticCache` reaches about half the bound by itself, but `generate()`'s own loop adds about 1 ms a step; an
 unmerged peft LoRA halves the speed, and peft's unmerge/merge drifts in bf16 and recompiles. So:
@@ -30,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -90,6 +91,8 @@ class FusedAdapters:
         parts: dict[str, dict[str, torch.Tensor]] = {}
         for key, tensor in state_dict.items():
             m = _LORA_KEY.match(key)
+            if m is None:
+                raise ValueError(f"not a LoRA weight: {key}")
             parts.setdefault(m.group(1), {})[m.group(2)] = tensor
         if not parts:
             raise ValueError("no LoRA weights in it")
@@ -261,7 +264,7 @@ class DecodeLoop:
         self.max_positions = max_positions
         self.modes = list(self.MODES if compile else (None,))
         self.mode = self.modes[0]
-        self.cache = None
+        self.cache: Any = None  # a transformers StaticCache, made to measure on first use
         self.cache_len = 0
         self._keep, self._takes_cache_position = _forward_kwargs(model)
         self._step = self._build(self.mode)
@@ -368,7 +371,7 @@ class DecodeLoop:
             if self.cuda:
                 host[i % 2].copy_(tok[0], non_blocking=True)
                 ready[i % 2].record()
-            nxt = None
+            nxt: torch.Tensor | None = None
             if i + 1 < settings.max_new_tokens:  # queue the next step before reading this token
                 nxt = sample(self._call_step(tok, pos, first=i == 0))
                 pos += 1
@@ -377,7 +380,7 @@ class DecodeLoop:
                 t = int(host[i % 2])
             else:
                 t = int(tok[0])
-            if on_token(t):
+            if on_token(t) or nxt is None:  # None: the last step
                 break
             tok = nxt
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -54,8 +55,9 @@ def unsupported(model) -> str | None:
     cfg = getattr(model, "config", None)
     if getattr(cfg, "model_type", None) != "llama":
         return f"model type {getattr(cfg, 'model_type', type(model).__name__)!r} (fused decoder: llama only)"
-    if getattr(cfg, "hidden_act", "silu") != "silu":
-        return f"activation {cfg.hidden_act!r}"
+    act = getattr(cfg, "hidden_act", "silu")
+    if act != "silu":
+        return f"activation {act!r}"
     if getattr(cfg, "pretraining_tp", 1) not in (1, None):
         return "pretraining_tp > 1"
     inner = getattr(model, "model", None)
@@ -125,16 +127,18 @@ class FusedDecoder:
                       if (compile or not c) and (self.cuda or not g)]
         self.compiled, self.graphs = self.modes[0]
         self.cache_len = 0
-        self.k = self.v = []
+        self.k: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
         self._graph = None
-        self._step_fn = None
+        self._step_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
         self.tok = torch.zeros(1, dtype=torch.long, device=self.device)
         self.pos = torch.zeros(1, dtype=torch.long, device=self.device)
         self.last = torch.zeros(1, dtype=torch.long, device=self.device)
         self._prefill_graphs: dict | None = None
         self.stats: dict = {}  # the last reply's: first_token_s (prefill included), prompt, tokens, s
         self._host = torch.zeros(AHEAD + 1, dtype=torch.long, pin_memory=self.cuda)  # tokens on their way out
-        self._ready = [torch.cuda.Event() if self.cuda else None for _ in range(AHEAD + 1)]
+        # CUDA events that say when a token's copy to the host is done (the CPU's copies are synchronous: none)
+        self._ready: list[Any] = [torch.cuda.Event() if self.cuda else None for _ in range(AHEAD + 1)]
         self._worker = _decode_thread()
 
     @property
@@ -195,8 +199,8 @@ class FusedDecoder:
         return lin(self._rms(x, self.norm, self.norm_eps), self.head)[:, -1, :]
 
     def _sdpa(self, q, k, v, **kw):
-        return F.scaled_dot_product_attention(q, k, v, scale=self.scale, **kw, **({"enable_gqa": True} if self.gqa
-                                                                                 else {}))
+        extra: dict[str, Any] = {"enable_gqa": True} if self.gqa else {}
+        return F.scaled_dot_product_attention(q, k, v, scale=self.scale, **kw, **extra)
 
     def _one(self, tok: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decode step: token `tok` at position `pos` -> (logits [1, vocab], greedy next token [1])."""
@@ -215,6 +219,7 @@ class FusedDecoder:
 
     def _body(self) -> torch.Tensor:
         """What one step does to the fixed buffers: the next token into `tok`, `pos` one on; the logits out."""
+        assert self._step_fn is not None  # set by _ensure before any step
         logits, nxt = self._step_fn(self.tok, self.pos)
         self.tok.copy_(nxt)
         self.pos.add_(1)

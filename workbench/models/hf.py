@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import BadInput
 from workbench.models import adapters as _adapters
@@ -29,51 +30,17 @@ from workbench.models.base import (
     AdapterInfo,
     Backend,
     GenerationSettings,
-    ProgressFn,
+    Notice,
     Reply,
 )
 from workbench.models.generation import LoopDetector, cut_at_stop_word
+from workbench.models.hf_decode import FastCriteria, StopCriteria, fast_loop, want_fast
+from workbench.models.loading import default_batch_size, pick_device_dtype, require_trust
 from workbench.models.templates import ChatFormat
+from workbench.progress import ProgressFn
 
-
-def needs_remote_code(model_path: str | Path) -> bool:
-    """Whether a model folder ships its own modeling/tokenizer code (``auto_map`` in its config files)."""
-    folder = Path(model_path)
-    for name in ("config.json", "tokenizer_config.json"):
-        try:
-            if "auto_map" in json.loads((folder / name).read_text(encoding="utf-8")):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def require_trust(model_path: str | Path, trusted: bool) -> None:
-    """Refuse a folder that ships its own model code unless the user trusts it (a flag, a setting or the training
-    config): never run it silently. Every loader of a base (chat backends, merge) calls this."""
-    if needs_remote_code(model_path) and not trusted:
-        raise BadInput(f"{model_path} ships its own model code (auto_map in its config): run it only if you trust "
-                       "it, with --trust-remote-code (or trust_remote_code = true in settings.toml)")
-
-
-def pick_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, object]:
-    """`auto` device: CUDA when available, else CPU. `auto` dtype: bf16 on a GPU that has it (fp16 on
-    older ones), fp32 on the CPU (CPU half precision is slow and loses accuracy on small models)."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInput("--device cuda: CUDA is not available on this machine")
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return device, torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise BadInput(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16")
-    return device, table[dtype]
+if TYPE_CHECKING:
+    from workbench.models.hf_stream import TokenStream
 
 
 class TransformersBackend(Backend):
@@ -101,11 +68,12 @@ class TransformersBackend(Backend):
         require_trust(folder, trust_remote_code)
         import torch
 
+        super().__init__()
         self.device, self.dtype = pick_device_dtype(device, dtype)
         #: A line for the front ends when this process's CPU threads were limited to share the machine with training.
         self.cpu_note: str | None = None
         if self.device == "cpu":
-            from workbench.numerics import share_cpu_with_training
+            from workbench.cpushare import share_cpu_with_training
 
             self.cpu_note = share_cpu_with_training()
         if not self.device.startswith("cuda") and not load_in_4bit:
@@ -117,7 +85,7 @@ class TransformersBackend(Backend):
         self.base_path = folder
         self.label = label or folder.name
         self.base_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        self.batch_size = batch_size or default_batch_size(self.device)
+        self._batch_size = batch_size or default_batch_size(self.device)
         self.load_in_4bit = load_in_4bit
         kwargs: dict = {"torch_dtype": self.dtype, "trust_remote_code": trust_remote_code}
         if load_in_4bit:
@@ -139,17 +107,15 @@ class TransformersBackend(Backend):
             model = model.to(self.device)
         model.eval()
         self.model = model  # the plain base; becomes peft-wrapped when the first adapter is added
-        self._peft = None
+        self._peft: Any = None  # a peft.PeftModel wrapping `model` while peft-injected adapters are attached
         self._shapes = _adapters.module_shapes(model)
         self._linear_names = _adapters.linear_names(model)
-        self._infos: dict[str, AdapterInfo] = {}
-        self._active: str | None = None
         self._lock = threading.RLock()  # one generation (or switch) at a time on this model
         self._torch = torch
         self._fused = self._loop = None
         self._warm = False
-        if _want_fast(fast, self.device, load_in_4bit):
-            self._loop = _fast_loop(model, decoder, device=self.device, dtype=self.dtype,
+        if want_fast(fast, self.device, load_in_4bit):
+            self._loop = fast_loop(model, decoder, device=self.device, dtype=self.dtype,
                                     compile=self.device.startswith("cuda") if compile is None else compile,
                                     max_positions=int(getattr(model.config, "max_position_embeddings", 0) or 4096))
             from workbench.models import fastdecode
@@ -158,12 +124,24 @@ class TransformersBackend(Backend):
             self._fused = fastdecode.FusedAdapters(model)
 
     @property
+    def preferred_batch_size(self) -> int:
+        """Rows per `generate` batch: the `batch_size` option, else `default_batch_size` of the device."""
+        return self._batch_size
+
+    def prepare(self, template: ChatFormat, notice: Notice | None = None) -> None:
+        """Compile the fast decode step now, when the first reply would (a GPU), not on the user's first message."""
+        if self.compiles:
+            if notice is not None:
+                notice("compiling the decode step (once per process, so the first reply does not wait for it)…")
+            self.warm_up(template)
+
+    @property
     def compiles(self) -> bool:
-        """Whether the first fast reply will compile the decode step (and so wait for it: ~45 s on an H100)."""
+        """Whether the first fast reply will compile the decode step (and so wait for it)."""
         return self._loop is not None and self._loop.mode is not None and not self._warm
 
     def warm_up(self, template: ChatFormat) -> None:
-        """Pay the decode step's compile now (one two-token reply), not on the user's first message."""
+        """Pay the decode step's compile now (one two-token reply)."""
         if self._loop is None or self._warm:
             return
         self.generate([[{"role": "user", "content": "hi"}]], template, GenerationSettings(max_new_tokens=2))
@@ -180,8 +158,7 @@ class TransformersBackend(Backend):
             raise BadInput(f"adapter name {name!r}: use letters, digits, - _ . (and not 'base')")
         if name in "lora_":  # peft finds adapters by name inside parameter names: "a" would match "lora_A"
             raise BadInput(f"adapter name {name!r} is too short: peft would confuse it with its own 'lora_' names")
-        if name in self._infos:
-            raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
+        self._check_new(name)
         src = self._read(name, source, config)
         _adapters.check_fit(src, f"{self.label} ({self.base_path})", self.base_config, self._shapes)
         with self._lock:
@@ -206,6 +183,7 @@ class TransformersBackend(Backend):
         return src
 
     def _fuse(self, name: str, src: _adapters.AdapterSource) -> None:
+        assert self._fused is not None
         try:
             self._fused.add(name, src.config, src.state_dict)
         except ValueError as exc:
@@ -217,7 +195,8 @@ class TransformersBackend(Backend):
         from workbench.models.fastdecode import warn
 
         warn(f"{why}: adapters now run through peft and generate() (slower)")
-        self._fused.set_active(None)
+        if self._fused is not None:
+            self._fused.set_active(None)
         self._fused = None
         if self._loop is not None:
             self._loop.close()
@@ -263,8 +242,7 @@ class TransformersBackend(Backend):
                 self._peft.delete_adapter(name)
 
     def remove_adapter(self, name: str) -> None:
-        if name not in self._infos:
-            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        self._check_known(name)
         with self._lock:
             if self._active == name:
                 self._active = None
@@ -277,24 +255,13 @@ class TransformersBackend(Backend):
                 self._peft.set_adapter(self._active)
 
     def set_active(self, name: str | None) -> None:
-        if name is not None and name not in self._infos:
-            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        self._check_known(name)
         with self._lock:
             if self._fused is not None:
                 self._fused.set_active(name)
             elif name is not None:
                 self._peft.set_adapter(name)
             self._active = name
-
-    @property
-    def active(self) -> str | None:
-        return self._active
-
-    def adapters(self) -> list[str]:
-        return list(self._infos)
-
-    def adapter_info(self, name: str) -> AdapterInfo:
-        return self._infos[name]
 
     def describe(self) -> dict:
         return {**super().describe(), "base": str(self.base_path), "device": self.device,
@@ -326,13 +293,13 @@ class TransformersBackend(Backend):
         input and answer encoded separately, eos after an answer when the template's SUFFIX is not the eos."""
         tok = self.tokenizer
         bos, eos = tok.bos_token_id, tok.eos_token_id
+        ids: list[int] = []
         if template.jinja:  # the tokenizer's own template: it writes bos itself when it wants one
             text = template.render(messages)
             ids = tok.encode(text, add_special_tokens=False)
             if bos is not None and not (tok.bos_token and text.startswith(tok.bos_token)):
                 ids = [bos, *ids]
             return ids
-        ids: list[int] = []
         needs_bos = True
         for inp, answer in template.turns(messages):
             if needs_bos and bos is not None:
@@ -382,16 +349,29 @@ class TransformersBackend(Backend):
         # longest first: rows of similar length pad less
         order = sorted(range(total), key=lambda i: -len(prompts[i]))
         out: dict[int, Reply] = {}
-        with self._lock:
+        with self._lock, self.cpu_turn():
             self._seed(settings)
-            for start in range(0, total, self.batch_size):
-                rows = order[start:start + self.batch_size]
+            for start in range(0, total, self._batch_size):
+                rows = order[start:start + self._batch_size]
                 batch = self._generate_batch([prompts[i] for i in rows], settings, eos_ids, stop_texts,
                                              single=total == 1)
                 out.update(zip(rows, batch, strict=True))
                 if progress:
-                    progress(min(start + self.batch_size, total), total, "generate")
+                    progress(min(start + self._batch_size, total), total, "generate")
         return [out[i] for i in range(total)]
+
+    @contextmanager
+    def cpu_turn(self) -> Iterator[None]:
+        """Around one generation: on the CPU, share the threads with training runs on this machine and ask them to
+        give way while it generates (workbench/cpushare.py); `cpu_note` says whether this process was limited."""
+        if self.device != "cpu":
+            yield
+            return
+        from workbench.cpushare import generating
+
+        with generating() as note:
+            self.cpu_note = note
+            yield
 
     def _seed(self, settings: GenerationSettings) -> None:
         if settings.seed is not None:
@@ -431,8 +411,10 @@ class TransformersBackend(Backend):
         from workbench.models.fastdecode import TooLong, warn
 
         torch = self._torch
+        loop = self._loop
+        assert loop is not None
         ids: list[int] = []
-        crit = _FastCriteria()
+        crit = FastCriteria()
         eos = set(eos_ids)
         detector = LoopDetector()
 
@@ -458,7 +440,7 @@ class TransformersBackend(Backend):
             return False
 
         try:
-            self._loop.decode(prompt, settings, on_token)
+            loop.decode(prompt, settings, on_token)
         except TooLong:
             return None
         except Exception as exc:
@@ -466,7 +448,7 @@ class TransformersBackend(Backend):
                 raise
             first = (str(exc).strip().splitlines() or [""])[0][:160]
             warn(f"fast decode failed on this model ({type(exc).__name__}: {first}); using generate() from now on")
-            self._loop.close()
+            loop.close()
             self._loop = None
             return None
         if streamer is not None:
@@ -474,7 +456,7 @@ class TransformersBackend(Backend):
         return self._reply(ids, eos_ids, stop_texts, settings, crit, 0)
 
     def _reply(self, ids: list[int], eos_ids: list[int], stop_texts: list[str], settings: GenerationSettings,
-               crit: StopCriteria, row: int) -> Reply:
+               crit: StopCriteria | FastCriteria, row: int) -> Reply:
         cut = next((i for i, t in enumerate(ids) if t in eos_ids), None)
         reason = LENGTH
         if cut is not None:
@@ -494,99 +476,7 @@ class TransformersBackend(Backend):
         return Reply(text=text, tokens=tokens, stop_reason=reason, looped=looped)
 
     def stream(self, messages: list[dict], template: ChatFormat, settings: GenerationSettings,
-               cancel: threading.Event | None = None):
+               cancel: threading.Event | None = None) -> TokenStream:
         from workbench.models.hf_stream import TokenStream
 
         return TokenStream(self, messages, template, settings, cancel)
-
-
-#: Rows per `generate` batch. On a GPU, HF `generate` costs about the same host time per step whatever the batch
-#: (measured on the H100: ~30 ms a step), so a sweep's time is nearly proportional to its number of batches: 200
-#: prompts in one batch took 2.6-4.3 s a checkpoint of a 1.8B model. 128 keeps the KV cache of a 7B model at 32 new
-#: tokens well under 1 GB. On the CPU, 32 is a few MB of activations.
-BATCH_SIZE_CPU, BATCH_SIZE_GPU = 32, 128
-
-
-def default_batch_size(device: str) -> int:
-    return BATCH_SIZE_GPU if device.startswith("cuda") else BATCH_SIZE_CPU
-
-
-def _want_fast(fast: bool | None, device: str, load_in_4bit: bool) -> bool:
-    """The explicit option, else WORKBENCH_FAST_DECODE=0/1, else on for CUDA. Never under 4-bit: LoRA deltas
-    cannot be added into quantized weights."""
-    if fast is None:
-        env = os.environ.get("WORKBENCH_FAST_DECODE", "").strip()
-        if env not in ("", "0", "1"):
-            raise BadInput(f"WORKBENCH_FAST_DECODE={env!r}: expected 0 or 1")
-        fast = env == "1" if env else device.startswith("cuda")
-        return fast and not load_in_4bit
-    if fast and load_in_4bit:
-        raise BadInput("fast decode cannot fuse adapters into 4-bit weights: leave --load-in-4bit or fast off")
-    return fast
-
-
-def _fast_loop(model, decoder: str, **kwargs):
-    """The fused decoder when the model's layout allows it (or `decoder` asks for it), else the static-cache loop
-    over HF's forward; a model the fused decoder does not know says why in one line when it was asked for."""
-    from workbench.models import fastdecode, fused_decoder
-
-    if decoder != "static-cache":
-        why = fused_decoder.unsupported(model)
-        if why is None:
-            return fused_decoder.FusedDecoder(model, **kwargs)
-        if decoder == "fused":
-            fastdecode.warn(f"fused decoder: not for this model ({why}); using the static-cache loop")
-    return fastdecode.DecodeLoop(model, **kwargs)
-
-
-class _FastCriteria:
-    """What `_reply` reads from a StopCriteria, filled in by the fast loop."""
-
-    def __init__(self):
-        self.looped: set[int] = set()
-        self.cancelled = False
-
-
-class StopCriteria:
-    """Per-row stop test after every token: cancel, a multi-token stop word, or a repetition loop.
-
-    (Single-token stop words and eos are handled by `generate` itself through ``eos_token_id``.)
-    `counter`, when given, is called once per step: the stream counts tokens with it.
-    """
-
-    def __init__(self, tokenizer, prompt_len: int, eos_ids: list[int], stop_texts: list[str],
-                 cancel: threading.Event | None, counter=None, detector: LoopDetector | None = None):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.eos_ids = set(eos_ids)
-        self.stop_texts = stop_texts
-        self.cancel = cancel
-        self.counter = counter
-        self.detector = detector or LoopDetector()
-        self.looped: set[int] = set()
-        self.cancelled = False
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        if self.counter is not None:
-            self.counter()
-        rows = input_ids.shape[0]
-        if self.cancel is not None and self.cancel.is_set():
-            self.cancelled = True
-            return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
-        done = [False] * rows
-        gen = input_ids[:, self.prompt_len:].tolist()
-        for r, ids in enumerate(gen):
-            if any(t in self.eos_ids for t in ids):
-                done[r] = True  # already finished; generate pads it from here on
-                continue
-            if self.stop_texts:
-                tail = self.tokenizer.decode(ids[-16:], skip_special_tokens=False)
-                if any(w in tail for w in self.stop_texts):
-                    done[r] = True
-                    continue
-            if self.detector(ids):
-                self.looped.add(r)
-                done[r] = True
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

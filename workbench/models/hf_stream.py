@@ -9,42 +9,58 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from workbench.models.base import GenerationSettings, Reply
+from workbench.models.base import GenerationSettings, ReplyStream
 from workbench.models.generation import StopWordFilter
 from workbench.models.templates import ChatFormat
+
+if TYPE_CHECKING:
+    from workbench.models.hf import TransformersBackend
 
 _DONE = object()
 QUEUE_SIZE = 4
 
 
 class _QueueStreamer:
-    """A transformers streamer that decodes new tokens into text and puts it on a bounded queue."""
+    """A transformers streamer that decodes new tokens into text and puts it on a bounded queue.
+
+    Decoding is incremental (the way text-generation-inference and vLLM detokenize): only a window from `prefix`
+    (the token before the last text sent, for context: a leading space, a merge) to the newest token is decoded,
+    and what it adds to the window's already-sent part goes out, so a long reply costs linear time, not quadratic.
+    The pieces add up to the decode of the whole reply."""
 
     def __init__(self, tokenizer, q: queue.Queue, cancel: threading.Event):
         self.tokenizer = tokenizer
         self.q = q
         self.cancel = cancel
         self.ids: list[int] = []
-        self.sent = 0  # characters of the decoded text already sent
+        self.prefix = 0  # ids[prefix:read] decode to text already sent: the context of the next piece
+        self.read = 0  # ids before this are sent
         self.prompt_seen = False
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # the first call carries the prompt
             self.prompt_seen = True
             return
         self.ids.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        # a byte-level token can end inside a UTF-8 character: wait for the rest of it
-        if text.endswith("\ufffd"):
-            return
-        self._send(text[self.sent:])
-        self.sent = len(text)
+        self._flush(final=False)
 
     def end(self) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        self._send(text[self.sent:])
-        self.sent = len(text)
+        self._flush(final=True)
+
+    def _flush(self, final: bool) -> None:
+        before = self._decode(self.ids[self.prefix:self.read])
+        text = self._decode(self.ids[self.prefix:])
+        # a byte-level token can end inside a UTF-8 character: wait for the rest of it (the end sends what there is)
+        if not final and (len(text) <= len(before) or text.endswith("\ufffd")):
+            return
+        self._send(text[len(before):])
+        self.prefix, self.read = self.read, len(self.ids)
 
     def _send(self, piece: str) -> None:
         if not piece:
@@ -58,26 +74,20 @@ class _QueueStreamer:
                     return
 
 
-class TokenStream:
-    """An iterator of text pieces of one reply; `tokens` counts generated tokens live, `reply` is set at
-    the end. Iterating starts the worker; `cancel()` (or the caller's event) stops it."""
+class TokenStream(ReplyStream):
+    """The text pieces of one reply (a `ReplyStream`); `tokens` counts generated tokens live. Iterating starts
+    the worker; `cancel()` (or the caller's event) stops it."""
 
-    def __init__(self, backend, messages: list[dict], template: ChatFormat, settings: GenerationSettings,
-                 cancel: threading.Event | None = None):
+    def __init__(self, backend: TransformersBackend, messages: list[dict], template: ChatFormat,
+                 settings: GenerationSettings, cancel: threading.Event | None = None):
+        super().__init__(cancel)
         self.backend = backend
         self.messages = messages
         self.template = template
         self.settings = settings
-        self.cancel_event = cancel or threading.Event()
-        self.tokens = 0
-        self.reply: Reply | None = None
         self._q: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._gen = None
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
 
     def _count(self) -> None:
         self.tokens += 1
@@ -88,12 +98,10 @@ class TokenStream:
             eos_ids, stop_texts = b.stop_ids(self.template)
             prompt = b.encode(self.messages, self.template)
             streamer = _QueueStreamer(b.tokenizer, self._q, self.cancel_event)
-            with b._lock:
+            with b._lock, b.cpu_turn():
                 b._seed(self.settings)
-                (self.reply,) = b._generate_batch([prompt], self.settings, eos_ids, stop_texts,
-                                                  cancel=self.cancel_event, streamer=streamer, counter=self._count)
-            # `generate` counts the step that produced a token; the counter saw one call per new token
-            b.last_reply = self.reply
+                (self._reply,) = b._generate_batch([prompt], self.settings, eos_ids, stop_texts,
+                                                   cancel=self.cancel_event, streamer=streamer, counter=self._count)
         except BaseException as exc:  # handed to the reader, who re-raises it
             self._error = exc
         finally:
@@ -107,17 +115,9 @@ class TokenStream:
                     except queue.Empty:
                         pass
 
-    def __iter__(self):
-        if self._gen is None:
-            self._gen = self._read()
-        return self._gen
-
-    def __next__(self):
-        return next(iter(self))
-
-    def _read(self):
-        self._thread = threading.Thread(target=self._work, name="workbench-generate", daemon=True)
-        self._thread.start()
+    def _read(self) -> Iterator[str]:
+        thread = self._thread = threading.Thread(target=self._work, name="workbench-generate", daemon=True)
+        thread.start()
         filt = StopWordFilter(self.backend.stop_ids(self.template)[1])
         try:
             while True:
@@ -133,17 +133,11 @@ class TokenStream:
             if tail:
                 yield tail
         finally:
-            if self._thread.is_alive():  # the reader stopped early: stop the worker and wait for it
+            if thread.is_alive():  # the reader stopped early: stop the worker and wait for it
                 self.cancel_event.set()
-                while self._thread.is_alive():
+                while thread.is_alive():
                     try:
                         self._q.get(timeout=0.05)
                     except queue.Empty:
                         pass
-                self._thread.join()
-
-    def wait(self) -> Reply | None:
-        """Read to the end (discarding text) and return the reply."""
-        for _ in self:
-            pass
-        return self.reply
+                thread.join()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from workbench.errors import BadInput, OperationFailed
 from workbench.models import adapters as _adapters
-from workbench.models.base import AdapterInfo
+from workbench.models.base import AdapterInfo, Notice
 from workbench.models.remote import RemoteBackend
 from workbench.models.templates import ChatFormat
 
@@ -78,7 +78,8 @@ def _die_with_parent() -> None:  # runs in the child before exec: if workbench i
 class LmdeployBackend(RemoteBackend):
     """`lmdeploy serve api_server` started from a separate Python, adapters served by name.
 
-    Options: `python` (the lmdeploy environment's interpreter; default: the ``lmdeploy_python`` setting),
+    Options: `python` (the lmdeploy environment's interpreter: the front end's ``lmdeploy_python`` setting, passed
+    down as `settings_options` says, or a flag),
     `start_timeout` (seconds to wait for the engine, default 900), `timeout` (per-read HTTP timeout),
     `server_args` (more ``lmdeploy serve api_server`` flags, e.g. ``["--cache-max-entry-count", "0.5"]``),
     `trust_remote_code`, `concurrency` (requests in flight during `generate`). `entry` replaces the
@@ -92,19 +93,16 @@ class LmdeployBackend(RemoteBackend):
                  timeout: float = 120.0, server_args: list[str] | tuple[str, ...] = (),
                  trust_remote_code: bool = False, concurrency: int = 32, entry: str = "lmdeploy",
                  dtype: str = "auto", log_dir: str | Path | None = None, **_ignored):
-        from workbench.models.hf import require_trust
+        from workbench.models.loading import require_trust
 
         folder = Path(base).expanduser()
         if not (folder / "config.json").is_file():
             raise BadInput(f"{folder}: not a model folder (no config.json)")
         require_trust(folder, trust_remote_code)
-        if python is None:
-            from workbench import settings
-
-            python = getattr(settings.load(), "lmdeploy_python", "") or None
         if not python:
-            raise BadInput("the lmdeploy backend runs from its own Python environment: set lmdeploy_python in "
-                           "settings.toml or WORKBENCH_LMDEPLOY_PYTHON (see docs/models.md, lmdeploy environment)")
+            raise BadInput("the lmdeploy backend runs from its own Python environment: make it with "
+                           "`workbench setup lmdeploy` (or set lmdeploy_python in settings.toml or "
+                           "WORKBENCH_LMDEPLOY_PYTHON; docs/models.md, lmdeploy environment)")
         python = str(Path(python).expanduser())
         if not (Path(python).is_file() and os.access(python, os.X_OK)):
             raise BadInput(f"lmdeploy_python {python}: not an executable Python interpreter")
@@ -128,8 +126,7 @@ class LmdeployBackend(RemoteBackend):
 
     # adapters: passed to the server at start; a change while it runs restarts it ---------------
     def add_adapter(self, name: str, source: str | Path, *, config: str | Path | None = None) -> AdapterInfo:
-        if name in self._infos:
-            raise BadInput(f"adapter {name!r} is already loaded (from {self._infos[name].source})")
+        self._check_new(name)
         src = _adapters.read_adapter(name, source, config)
         path = Path(source).expanduser().resolve()
         if src.info.kind == "xtuner-pth":  # the server loads PEFT folders: write one beside our temp files
@@ -152,11 +149,18 @@ class LmdeployBackend(RemoteBackend):
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def ensure_ready(self, template: ChatFormat) -> None:
+    def prepare(self, template: ChatFormat, notice: Notice | None = None) -> None:
+        """Start the server with `template` (restart it when it runs with another one) and wait until it answers."""
         if self.running and self._template == template:
             return
         if self.running:
-            print(f"workbench: restarting the lmdeploy server for template {template.describe()}", file=sys.stderr)
+            msg = f"restarting the lmdeploy server for template {template.describe()}…"
+            if notice is not None:
+                notice(msg)
+            else:
+                print(f"workbench: {msg}", file=sys.stderr)
+        elif notice is not None:
+            notice("starting the lmdeploy server…")
         self._template = template
         self.restart()
 

@@ -11,10 +11,11 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from workbench.errors import BadInput, OperationFailed
-from workbench.models.base import CANCELLED, EOS, LENGTH, LOOP, GenerationSettings, Reply
+from workbench.models.base import CANCELLED, EOS, LENGTH, LOOP, GenerationSettings, Reply, ReplyStream
 from workbench.models.generation import LoopDetector, cut_at_stop_word
 
 # Characters, not tokens: a loop of a repeated sentence is caught after three copies.
@@ -121,36 +122,20 @@ class OpenAIClient:
         return ChatStream(self, body, stop or [], cancel, detect_loops=detect_loops)
 
 
-class ChatStream:
-    """Text pieces of one streamed completion (server-sent events). Closing the connection is how a reply
-    is cancelled: the server sees the client go and aborts the request."""
+class ChatStream(ReplyStream):
+    """Text pieces of one streamed completion (server-sent events), a `ReplyStream`. Closing the connection is how
+    a reply is cancelled: the server sees the client go and aborts the request."""
 
     def __init__(self, client: OpenAIClient, body: dict, stop: list[str], cancel: threading.Event | None,
                  detect_loops: bool = True):
+        super().__init__(cancel)
         self.client = client
         self.detect_loops = detect_loops
         self.first_piece_at: float | None = None  # time.monotonic() of the first text piece
         self.body = body
         self.stop = stop
-        self.cancel_event = cancel or threading.Event()
-        self.tokens = 0
-        self.reply: Reply | None = None
-        self._gen = None
 
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def __iter__(self):
-        if self._gen is None:
-            self._gen = self._read()
-        return self._gen
-
-    def wait(self) -> Reply | None:
-        for _ in self:
-            pass
-        return self.reply
-
-    def _read(self):
+    def _read(self) -> Iterator[str]:
         conn, resp = self.client._open("POST", "/v1/chat/completions", self.body)
         text, finish, usage, looped, cancelled = "", None, None, False, False
         try:
@@ -184,7 +169,7 @@ class ChatStream:
             conn.close()  # also what cancels the request on the server
         tokens = (usage or {}).get("completion_tokens") or self.tokens
         reason = LOOP if looped else CANCELLED if cancelled else LENGTH if finish == "length" else EOS
-        self.reply = Reply(text=text, tokens=int(tokens), stop_reason=reason, looped=looped)
+        self._reply = Reply(text=text, tokens=int(tokens), stop_reason=reason, looped=looped)
 
 
 def _events(resp, client: OpenAIClient):

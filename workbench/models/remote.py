@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from workbench.errors import BadInput
-from workbench.models.base import AdapterInfo, Backend, GenerationSettings, ProgressFn, Reply
+from workbench.models.base import AdapterInfo, Backend, GenerationSettings, Notice, Reply
 from workbench.models.openai_client import ChatStream, OpenAIClient
 from workbench.models.templates import ChatFormat
+from workbench.progress import ProgressFn
 
 
 def with_system(messages: list[dict], template: ChatFormat) -> list[dict]:
@@ -31,11 +32,10 @@ class RemoteBackend(Backend):
     send_stop = True  # pass the template's stop words in each request (a server with the template knows them)
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0, concurrency: int = 16):
+        super().__init__()
         self.client = OpenAIClient(url, api_key, timeout=timeout)
         self.concurrency = concurrency
         self.base_model: str | None = None  # the served name of the base (first of /v1/models)
-        self._infos: dict[str, AdapterInfo] = {}
-        self._active: str | None = None
 
     def connect(self) -> list[str]:
         """Ask the server what it serves; the first name is the base."""
@@ -55,35 +55,28 @@ class RemoteBackend(Backend):
         return info
 
     def remove_adapter(self, name: str) -> None:
-        if name not in self._infos:
-            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        self._check_known(name)
         del self._infos[name]
         if self._active == name:
             self._active = None
 
     def set_active(self, name: str | None) -> None:
-        if name is not None and name not in self._infos:
-            raise BadInput(f"no adapter named {name!r} (loaded: {', '.join(self._infos) or 'none'})")
+        self._check_known(name)
         self._active = name
-
-    @property
-    def active(self) -> str | None:
-        return self._active
-
-    def adapters(self) -> list[str]:
-        return list(self._infos)
 
     def describe(self) -> dict:
         return {**super().describe(), "server": self.client.base_url}
 
     def _model(self, template: ChatFormat) -> str:
-        self.ensure_ready(template)
+        self.prepare(template)
+        model = self._active or self.base_model
+        assert model is not None  # prepare connected
+        return model
+
+    def prepare(self, template: ChatFormat, notice: Notice | None = None) -> None:
+        """Ask the server what it serves, once (a backend that starts its server, lmdeploy, starts it here)."""
         if self.base_model is None:
             self.connect()
-        return self._active or self.base_model
-
-    def ensure_ready(self, template: ChatFormat) -> None:
-        """Hook for subclasses that start a server (lmdeploy): make sure it runs with `template`."""
 
     def stream(self, messages: list[dict], template: ChatFormat, settings: GenerationSettings,
                cancel: threading.Event | None = None) -> ChatStream:
@@ -109,4 +102,4 @@ class RemoteBackend(Backend):
                 replies[i] = reply
                 if progress:
                     progress(done, len(conversations), "generate")
-        return replies  # type: ignore[return-value]
+        return [r for r in replies if r is not None]  # every one is set (a failure raised)

@@ -1,8 +1,10 @@
 """A chat session: the models loaded once (base, adapters, checkpoints, a merged model), the chat format,
 the history, and the saved conversation. The `workbench chat` REPL and the TUI's Chat screen both drive this.
 
-Every answering thing is a `Variant` (base, an adapter, a checkpoint ``iter_N``, ``merged``); variants of one
-base share its loaded model, so switching costs milliseconds.
+Every answering thing is a `Variant`: a `workbench.models.target.Target` (base, an adapter, a checkpoint
+``iter_N``, ``merged``) on its loaded backend; variants of one base share its loaded model, so switching costs
+milliseconds. What to load is worked out before, by `workbench.targets.resolve_spec` (the run, the base, the
+names, trust_remote_code); `open_session` loads it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 from workbench.errors import BadInput
 from workbench.models import conversations as convs
-from workbench.models import xtuner_ckpt
-from workbench.models.base import Backend, GenerationSettings, Reply, get_backend
+from workbench.models.base import Backend, GenerationSettings, Reply, get_backend, settings_options
+from workbench.models.target import BASE, CHECKPOINT, MERGED, Target
 from workbench.models.templates import ResolvedFormat, resolve_format
 
 Notice = Callable[[str], None]
@@ -23,13 +25,23 @@ Notice = Callable[[str], None]
 
 @dataclass
 class Variant:
-    """Something that answers: ``base``, an adapter, a checkpoint ``iter_N``, or ``merged``."""
+    """Something that answers: a `Target` on a loaded backend (`adapter`: the backend's adapter name; None = its base)."""
 
-    name: str
-    kind: str  # "base" | "adapter" | "checkpoint" | "merged"
-    source: str
+    target: Target
     backend: Backend
-    adapter: str | None = None  # the backend's adapter name; None = its base
+    adapter: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def kind(self) -> str:
+        return self.target.kind
+
+    @property
+    def source(self) -> str:
+        return str(self.target.source)
 
 
 @dataclass
@@ -62,35 +74,15 @@ class ModelSpec:
         return cls(**known)
 
 
-def resolve_work_dir(run: str) -> Path:
-    """A run reference (registered id, id prefix or name, or a work dir path) to its work dir."""
-    path = Path(run).expanduser()
-    if path.is_dir() and (xtuner_ckpt.list_checkpoints(path) or any(path.glob("*.py"))):
-        return path
-    try:
-        from workbench.runs import registry
-    except ImportError:
-        raise BadInput(f"--run {run!r}: not a work dir (no iter_N.pth or config copy in it)") from None
-    return Path(registry.get(run).work_dir)
-
-
-def _training_config(spec: ModelSpec, work_dir: Path | None) -> Path | None:
-    """The XTuner config that produced the adapters: the run's copy, --config, or one beside an adapter."""
-    if work_dir is not None:
-        cfg = xtuner_ckpt.work_dir_config(work_dir)
-        if cfg:
-            return cfg
-    if spec.config:
-        return Path(spec.config)
-    for _, src in spec.adapters:
-        p = Path(src).expanduser()
-        if xtuner_ckpt.is_checkpoint(p):
-            cfg = xtuner_ckpt.work_dir_config(p.parent)
-        else:  # `xtuner convert pth_to_hf` leaves the config in the adapter folder
-            cfg = p / "xtuner_config.py" if (p / "xtuner_config.py").is_file() else None
-        if cfg:
-            return cfg
-    return None
+def spec_from(settings, /, **overrides) -> ModelSpec:
+    """A `ModelSpec` with the settings' ``default_backend`` and ``device``, then `overrides` (ModelSpec fields;
+    None leaves a field as it is; unknown keys are ignored; adapters as ``[[name, path], ...]`` or pairs).
+    `workbench chat` and the TUI's Chat screen both build their spec here."""
+    fields = {"backend": settings.default_backend, "device": settings.device}
+    fields.update({k: v for k, v in overrides.items() if v is not None and k in ModelSpec.__dataclass_fields__})
+    spec = ModelSpec.from_dict(fields)
+    spec.backend_options = {**settings_options(spec.backend, settings), **spec.backend_options}
+    return spec
 
 
 class ChatSession:
@@ -99,8 +91,9 @@ class ChatSession:
 
     def __init__(self, variants: dict[str, Variant], fmt: ResolvedFormat, spec: ModelSpec,
                  settings: GenerationSettings, notices: list[str], current: str,
-                 conversation: convs.Conversation | None = None):
+                 conversation: convs.Conversation | None = None, conversations: Path | None = None):
         self.variants = variants
+        self.conversations = conversations  # where a new conversation is saved (`convs.conversations_dir`)
         self.format = fmt
         self.spec = spec
         self.settings = settings
@@ -121,7 +114,7 @@ class ChatSession:
         return convs.ConversationWriter({
             "spec": self.spec.to_dict(), "base": self.spec.base, "template": self.format.format.name,
             "system": self.format.format.system, "variants": list(self.variants),
-        })
+        }, directory=self.conversations)
 
     @property
     def conversation_id(self) -> str:
@@ -144,16 +137,17 @@ class ChatSession:
         v.backend.set_active(v.adapter)
         return v
 
-    def load_adapter(self, name: str, source: str, config: str | None = None) -> Variant:
-        """Attach another adapter or checkpoint to the base model, as variant `name`."""
+    def load_adapter(self, target: Target) -> Variant:
+        """Attach another adapter or checkpoint (`workbench.targets.as_target`) to the base model."""
+        name = target.name
         if name in self.variants:
             raise BadInput(f"variant {name!r} is already loaded")
-        base = next((v.backend for v in self.variants.values() if v.kind != "merged"), None)
+        base = next((v.backend for v in self.variants.values() if v.kind == BASE), None)
         if base is None:
             raise BadInput("no base model loaded to attach an adapter to (only a merged model)")
-        base.add_adapter(name, source, config=config)
-        kind = "checkpoint" if xtuner_ckpt.is_checkpoint(source) else "adapter"
-        self.variants[name] = Variant(name, kind, str(source), base, name)
+        assert target.source is not None  # an adapter or checkpoint target names its file
+        base.add_adapter(name, target.source, config=target.config)
+        self.variants[name] = Variant(target, base, name)
         return self.variants[name]
 
     # chatting -------------------------------------------------------------------------------------
@@ -221,11 +215,12 @@ class ChatSession:
 
 
 def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, notice: Notice | None = None,
-                 conversation: convs.Conversation | None = None) -> ChatSession:
-    """Load what `spec` names and return a session ready to chat. Tells `notice` what it did: the template
-    in use and where it came from, warnings (template differs from training), trust_remote_code's origin."""
-    from workbench import settings as user_settings
-
+                 conversation: convs.Conversation | None = None, *, resolved,
+                 conversations: Path | None = None) -> ChatSession:
+    """Load what `resolved` (`workbench.targets.resolve_spec(spec, ...)`: the base, the targets, the training
+    config, trust_remote_code) names and return a session ready to chat. Tells `notice` what it did: where the base
+    and trust_remote_code came from, the template in use and where it came from, warnings (template differs from
+    training). `conversations`: the folder new conversations are saved in (`convs.conversations_dir(settings)`)."""
     say = notice or (lambda msg: None)
     notes: list[str] = []
 
@@ -233,28 +228,11 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
         notes.append(msg)
         say(msg)
 
-    work_dir = resolve_work_dir(spec.run) if spec.run else None
-    train_cfg_path = _training_config(spec, work_dir)
-    train = xtuner_ckpt.read_config(train_cfg_path) if train_cfg_path else None
-    base = spec.base
-    if base is None and spec.merged is None:
-        if train and train.base_model and Path(train.base_model).expanduser().is_dir():
-            base = train.base_model
-            note(f"base: {base} (from the training config {train_cfg_path})")
-        else:
-            raise BadInput("BASE: give the base model folder (or --merged PATH)"
-                           + (f"; the training config names {train.base_model!r}, which is not here"
-                              if train and train.base_model else ""))
-    trust = spec.trust_remote_code
-    if trust is None and train is not None and train.trust_remote_code is not None:
-        trust = train.trust_remote_code
-        if trust:
-            note(f"trust_remote_code: on (set by the training config {train_cfg_path})")
-    if trust is None:
-        trust = user_settings.load().trust_remote_code
-        if trust:
-            note("trust_remote_code: on (settings.toml)")
-    options = dict(spec.backend_options, trust_remote_code=trust)
+    for line in resolved.notes:
+        note(line)
+    train_cfg_path = resolved.config
+    base = resolved.base
+    options = dict(spec.backend_options, trust_remote_code=resolved.trust)
     if spec.backend == "transformers":
         options.update(device=spec.device, dtype=spec.dtype, load_in_4bit=spec.load_in_4bit)
     fmt = resolve_format(spec.template, spec.system, train_cfg_path, base or spec.merged)
@@ -265,47 +243,49 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
 
     variants: dict[str, Variant] = {}
     current = None
+    adapters = {name for name, _ in spec.adapters}
     try:
-        if base is not None:
-            b = get_backend(spec.backend, base, **options)
-            variants["base"] = Variant("base", "base", str(base), b, None)
-            for name, src in spec.adapters:
-                if name in variants:
-                    raise BadInput(f"--adapter {name}: the name is used twice")
-                b.add_adapter(name, src, config=spec.config)
-                kind = "checkpoint" if xtuner_ckpt.is_checkpoint(src) else "adapter"
-                variants[name] = Variant(name, kind, str(src), b, name)
-                current = current or name
-            if work_dir is not None:
-                ckpts = xtuner_ckpt.list_checkpoints(work_dir)
-                if not ckpts:
-                    raise BadInput(f"--run {spec.run}: no iter_N.pth checkpoints in {work_dir}")
-                for ck in ckpts:
-                    name = ck.stem  # iter_N
-                    if name in variants:
-                        continue
-                    b.add_adapter(name, ck, config=train_cfg_path)
-                    variants[name] = Variant(name, "checkpoint", str(ck), b, name)
-                current = current or ckpts[-1].stem
-        if spec.merged is not None:
-            m = get_backend(spec.backend, spec.merged, **options)
-            variants["merged"] = Variant("merged", "merged", str(spec.merged), m, None)
-            current = current or "merged"
+        b = get_backend(spec.backend, base, **options) if base is not None else None
+        for t in resolved.targets:
+            if t.kind == MERGED:
+                variants[t.name] = Variant(t, get_backend(spec.backend, t.source, **options))
+                continue
+            if t.kind == BASE:
+                assert b is not None  # a base target means a base was given
+                variants[t.name] = Variant(t, b)
+                continue
+            if b is None:
+                raise BadInput(f"{t.name}: no base model loaded to attach it to (only a merged model)")
+            b.add_adapter(t.name, t.source, config=t.config)
+            variants[t.name] = Variant(t, b, t.name)
+        # the first adapter given, else the run's last checkpoint, else the merged model, else the base
+        given = [t.name for t in resolved.targets if t.name in adapters]
+        checkpoints = [t.name for t in resolved.targets if t.kind == CHECKPOINT and t.name not in adapters]
+        merged = [t.name for t in resolved.targets if t.kind == MERGED]
+        current = (given or checkpoints[-1:] or merged or [None])[0]
         for b in {id(v.backend): v.backend for v in variants.values()}.values():
-            if getattr(b, "cpu_note", None):
+            if b.cpu_note:
                 note(b.cpu_note)
-            if hasattr(b, "start"):  # a server backend: pay its start-up now, not on the first message
-                say(f"starting the {b.name} server…")
-                b.start(fmt.format)
-            if getattr(b, "compiles", False):  # the GPU's compiled decode step: compile now, not on the first message
-                say("compiling the decode step (once per process; about 45 s for a 1.8B model on an H100)…")
-                b.warm_up(fmt.format)
+            b.prepare(fmt.format, notice=say)  # start a server, compile a decode step: now, not on the first message
     except BaseException:
         for v in {id(v.backend): v for v in variants.values()}.values():
             v.backend.close()
         raise
     session = ChatSession(variants, fmt, spec, settings or GenerationSettings(), notes, current or "base",
-                          conversation=conversation)
+                          conversation=conversation, conversations=conversations)
     session.train_config = str(train_cfg_path) if train_cfg_path else None
     session.switch(session.current)
     return session
+
+
+def refit_format(session: ChatSession, template: str | None = None, system: str | None = None) -> None:
+    """Change a session's chat template and/or system prompt; the warning against training is recomputed."""
+    from workbench.models.templates import resolve_format
+
+    fmt = session.format
+    name = template or (fmt.format.name if fmt.source == "flag" else session.spec.template)
+    new = resolve_format(name, system if system is not None else fmt.format.system, session.train_config,
+                         session.spec.base or session.spec.merged)
+    session.format = new
+    if system is not None:
+        session.set_system(system)

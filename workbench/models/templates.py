@@ -5,65 +5,21 @@ as the base model in `xtuner chat`, right in the web demo). So the format is res
 an explicit ``--template``, then the ``prompt_template`` and ``SYSTEM`` of the training config that made the
 adapter, then the tokenizer's own chat template; and a warning says when the one in use differs from training's.
 
-xtuner is not required here (an lmdeploy-only box has none): a copy of the common entries is kept, and
-xtuner's own table is preferred when importable.
+xtuner is not required here (an lmdeploy-only box has none): `workbench.xtuner.templates` keeps a copy of
+its table, and xtuner's own is used for the names the copy lacks.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import BadInput, where
+from workbench.errors import BadInput
+from workbench.xtuner import templates as _xt
 
-# A copy of xtuner 0.2.0's `xtuner.utils.templates.PROMPT_TEMPLATE` (the common entries), used when xtuner
-# is not importable. Keys as in XTuner: SYSTEM, INSTRUCTION, SUFFIX, SUFFIX_AS_EOS, SEP, STOP_WORDS.
-_IM = dict(
-    SYSTEM="<|im_start|>system\n{system}<|im_end|>\n",
-    INSTRUCTION="<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n",
-    SUFFIX="<|im_end|>",
-    SUFFIX_AS_EOS=True,
-    SEP="\n",
-)
-BUILTIN_TEMPLATES: dict[str, dict] = {
-    "default": dict(SYSTEM="<|System|>:{system}\n", INSTRUCTION="<|User|>:{input}\n<|Bot|>:", SEP="\n"),
-    "zephyr": dict(SYSTEM="<|system|>\n{system}\n", INSTRUCTION="<|user|>\n{input}\n<|assistant|>\n", SEP="\n"),
-    "internlm_chat": dict(
-        SYSTEM="<|System|>:{system}\n", INSTRUCTION="<|User|>:{input}<eoh>\n<|Bot|>:", SUFFIX="<eoa>",
-        SUFFIX_AS_EOS=True, SEP="\n", STOP_WORDS=["<eoa>"],
-    ),
-    "internlm2_chat": dict(_IM, STOP_WORDS=["<|im_end|>"]),
-    "qwen_chat": dict(_IM, STOP_WORDS=["<|im_end|>", "<|endoftext|>"]),
-    "minicpm3": dict(_IM, STOP_WORDS=["<|im_end|>", "<|endoftext|>"]),
-    "llama2_chat": dict(
-        SYSTEM="[INST] <<SYS>>\n You are a helpful, respectful and honest assistant. Always answer as helpfully as "
-        "possible, while being safe. Your answers should not include any harmful, unethical, racist, sexist, toxic, "
-        "dangerous, or illegal content. Please ensure that your responses are socially unbiased and positive in "
-        "nature.\n{system}\n<</SYS>>\n [/INST] ",
-        INSTRUCTION="[INST] {input} [/INST]", SEP="\n",
-    ),
-    "code_llama_chat": dict(SYSTEM="{system}\n", INSTRUCTION="[INST] {input} [/INST]"),
-    "chatglm3": dict(SYSTEM="<|system|>\n{system}", INSTRUCTION="<|user|>\n{input}<|assistant|>\n", SEP="\n"),
-    "mistral": dict(SYSTEM="[INST] {system} [/INST]\n", INSTRUCTION="[INST] {input} [/INST]", SEP="\n"),
-    "gemma": dict(
-        SYSTEM="<start_of_turn>system\n{system}<end_of_turn>\n",
-        INSTRUCTION="<start_of_turn>user\n{input}<end_of_turn>\n<start_of_turn>model\n",
-        SUFFIX="<end_of_turn>", SUFFIX_AS_EOS=False, SEP="\n", STOP_WORDS=["<end_of_turn>"],
-    ),
-    "llama3_chat": dict(
-        SYSTEM="<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>",
-        INSTRUCTION="<|start_header_id|>user<|end_header_id|>\n\n{input}<|eot_id|>"
-        "<|start_header_id|>assistant<|end_header_id|>\n\n",
-        SUFFIX="<|eot_id|>", SUFFIX_AS_EOS=True, STOP_WORDS=["<|eot_id|>"],
-    ),
-    "phi3_chat": dict(
-        SYSTEM="<|system|>\n{system}<|end|>\n", INSTRUCTION="<|user|>\n{input}<|end|>\n<|assistant|>\n",
-        SUFFIX="<|end|>", SUFFIX_AS_EOS=True, SEP="\n", STOP_WORDS=["<|end|>"],
-    ),
-}
+BUILTIN_TEMPLATES = _xt.BUILTIN_TEMPLATES  # the copy of XTuner's table (workbench.xtuner.templates owns it)
+template_names = _xt.template_names
 
 TOKENIZER = "tokenizer"  # the name of a format taken from the tokenizer's own chat template
 
@@ -157,28 +113,6 @@ class ChatFormat:
         return f"{self.name}{sys_}"
 
 
-def _table() -> dict[str, dict]:
-    """XTuner's whole table (importing xtuner costs 5-15 s: only for names the copy lacks, and for listings)."""
-    try:
-        from xtuner.utils.templates import PROMPT_TEMPLATE
-    except Exception:  # no xtuner (an lmdeploy-only box), or it fails to import: use the copy
-        return BUILTIN_TEMPLATES
-    return {k: dict(v) for k, v in PROMPT_TEMPLATE.items()}
-
-
-def _entry(name: str) -> dict | None:
-    """One entry: from the copy when it has it (tests/models/test_templates.py keeps the copy equal to
-    xtuner's), so resolving the common formats never imports xtuner."""
-    if name in BUILTIN_TEMPLATES:
-        return BUILTIN_TEMPLATES[name]
-    return _table().get(name)
-
-
-def template_names() -> list[str]:
-    """The XTuner template names `get_format` accepts."""
-    return sorted(_table())
-
-
 def _from_entry(name: str, entry: dict, system: str) -> ChatFormat:
     suffix = entry.get("SUFFIX") or ""
     stops = tuple(entry.get("STOP_WORDS") or ())
@@ -198,7 +132,7 @@ def _from_entry(name: str, entry: dict, system: str) -> ChatFormat:
 
 def get_format(name: str, system: str = "") -> ChatFormat:
     """The XTuner template `name` (``internlm2_chat``, ``default``, ``qwen_chat``, ``llama3_chat``, …)."""
-    entry = _entry(name)
+    entry = _xt.entry(name)
     if entry is None:
         raise BadInput(f"--template {name!r}: unknown template (known: {', '.join(template_names())})")
     return _from_entry(name, entry, system)
@@ -277,88 +211,11 @@ def resolve_format(
     return ResolvedFormat(fmt, source, train_name, warning)
 
 
-def _config_text(config_path: str | Path) -> str:
-    path = Path(config_path)
-    if path.is_dir():  # a work dir: its config copy (the newest *.py, as mmengine writes it)
-        cands = [p for p in path.glob("*.py") if p.is_file()]
-        if not cands:
-            raise BadInput(f"{path}: no XTuner config (*.py) in this work dir")
-        path = max(cands, key=lambda p: p.stat().st_mtime)
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"{where(path)}: cannot read the training config ({exc.strerror})") from None
-
-
-# `prompt_template = PROMPT_TEMPLATE.x` (a config), `= PROMPT_TEMPLATE["x"]`, or the dumped lazy form of a work
-# dir's copy: `prompt_template = 'xtuner.utils.PROMPT_TEMPLATE.x'`.
-_TEMPLATE_RE = re.compile(
-    r"^prompt_template\s*=\s*['\"]?[\w.]*PROMPT_TEMPLATE\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])", re.M
-)
-
-
 def training_format(config_path: str | Path) -> tuple[str | None, str]:
-    """(template name, SYSTEM) of an XTuner config (a config file or a work dir holding its copy).
+    """(template name, SYSTEM) of an XTuner config (a config file or a work dir holding its copy), read from its
+    text (`workbench.xtuner.config.TrainingConfig`): configs import xtuner and the model code, which need not be
+    installed where chat runs."""
+    from workbench.xtuner.config import read_training_config
 
-    Read from the text, not by executing it: configs import xtuner and the model code, which need not be
-    installed where chat runs. Understands ``prompt_template = PROMPT_TEMPLATE.name`` and
-    ``SYSTEM = "..."`` / ``SYSTEM_TEMPLATE.name``, and the dumped forms of a work dir's config copy
-    (``'xtuner.utils.PROMPT_TEMPLATE.name'``, or the template as a dict literal).
-    """
-    text = _config_text(config_path)
-    name = None
-    m = _TEMPLATE_RE.search(text)
-    if m:
-        name = m.group(1) or m.group(2)
-    tree = None
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        pass
-    assigns = {}
-    if tree is not None:
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                assigns[node.targets[0].id] = node.value
-    if name is None and "prompt_template" in assigns:
-        name = _match_dict_template(assigns["prompt_template"])
-    system = ""
-    node = assigns.get("SYSTEM")
-    if node is not None:
-        system = _system_value(node)
-    return name, system
-
-
-def _match_dict_template(node: ast.AST) -> str | None:
-    """A dumped config holds the template as a dict literal: find the XTuner entry it equals."""
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, SyntaxError):
-        return None
-    if not isinstance(value, dict):
-        return None
-    for table in (BUILTIN_TEMPLATES, None):  # the copy first: xtuner is imported only when it has no match
-        table = table if table is not None else _table()
-        for name, entry in table.items():
-            if dict(entry) == value:
-                return name
-        for name, entry in table.items():  # same prompt text: good enough to name it
-            if entry.get("INSTRUCTION") == value.get("INSTRUCTION") and entry.get("SYSTEM") == value.get("SYSTEM"):
-                return name
-    return None
-
-
-def _system_value(node: ast.AST) -> str:
-    try:
-        value = ast.literal_eval(node)
-        return value if isinstance(value, str) else ""
-    except (ValueError, SyntaxError):
-        pass
-    # SYSTEM = SYSTEM_TEMPLATE.alpaca
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "SYSTEM_TEMPLATE":
-        try:
-            from xtuner.utils.templates import SYSTEM_TEMPLATE
-        except Exception:
-            return ""
-        return str(SYSTEM_TEMPLATE.get(node.attr, ""))
-    return ""
+    tc = read_training_config(config_path)
+    return tc.template, tc.system

@@ -15,35 +15,6 @@ Modules (each importable alone, none imports torch at import time):
     checkpoints  list_checkpoints, run_checkpoints (a run's own), checkpoint_at, validate_checkpoint, limit_warning
     importer     import_work_dir
     convert      convert_run, merge_adapter (children: convert_worker, merge_worker)
-    config       resolve_config, load_config, read_dumped_config, dumped_config_path
 
-The names below can also be imported from `workbench.runs` directly; they are loaded on first use.
+XTuner's own files (configs, work dirs, checkpoints) are read by `workbench.xtuner`.
 """
-
-from __future__ import annotations
-
-import importlib
-
-_EXPORTS = {
-    "Run": "model", "RunStatus": "model", "Checkpoint": "model",
-    "LogEvent": "events", "MetricsEvent": "events", "SampleEvent": "events", "CheckpointEvent": "events",
-    "WarningEvent": "events", "ErrorEvent": "events", "TrainEndEvent": "events", "RunEndEvent": "events",
-    "group_samples": "events",
-    "LogFollower": "logparse", "LogParser": "logparse", "parse_file": "logparse",
-    "RunFollower": "follow", "find_log_file": "follow", "read_scalars": "follow",
-    "derive_state": "state",
-    "start_run": "launch", "resume_run": "launch", "fresh_work_dir": "launch", "work_dir_problem": "launch",
-    "stop_run": "control",
-    "list_checkpoints": "checkpoints", "run_checkpoints": "checkpoints", "validate_checkpoint": "checkpoints",
-    "import_work_dir": "importer",
-    "convert_run": "convert", "merge_adapter": "convert",
-}
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"workbench.runs.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'workbench.runs' has no attribute {name!r}")
-
-
-__all__ = sorted(_EXPORTS)

@@ -7,20 +7,18 @@ old checkpoints as new ones are saved, which are exactly the ones a user wants t
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import BadInput
 from workbench.runs.model import Checkpoint
-
-CKPT_NAME = re.compile(r"^iter_(\d+)\.pth$")
+from workbench.xtuner.workdir import WorkDir, is_deepspeed_folder
 
 
 def adapter_dir(work_dir: str | os.PathLike, iteration: int) -> Path:
     """Where `workbench convert` puts the PEFT adapter of ``iter_<iteration>.pth`` by default."""
-    return Path(work_dir) / "hf" / f"iter_{iteration}"
+    return WorkDir(work_dir).adapter_dir(iteration)
 
 
 def _size(path: Path) -> int:
@@ -29,41 +27,24 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _is_deepspeed_folder(path: Path) -> bool:
-    if (path / "latest").is_file():
-        return True
-    return any(path.glob("*model_states.pt")) or any(path.glob("*/*model_states.pt"))
-
-
 def list_checkpoints(work_dir: str | os.PathLike) -> list[Checkpoint]:
-    """Every ``iter_N.pth`` in `work_dir`, by iteration, with size, time and its converted adapter if any."""
-    work_dir = Path(work_dir)
-    last = None
-    try:
-        last = Path((work_dir / "last_checkpoint").read_text(encoding="utf-8").strip()).name
-    except OSError:
-        pass
+    """Every ``iter_N.pth`` in `work_dir` (`WorkDir.checkpoints`), by iteration, with size, time and its
+    converted adapter if any."""
+    wd = WorkDir(work_dir)
+    last = wd.marked_checkpoint()
     out = []
-    try:
-        entries = list(work_dir.iterdir())
-    except OSError:
-        return []
-    for path in entries:
-        m = CKPT_NAME.match(path.name)
-        if not m:
-            continue
+    for ck in wd.checkpoints():
         try:
-            st = path.stat()
+            st = ck.path.stat()
         except OSError:  # deleted by max_keep_ckpts while we looked
             continue
-        n = int(m.group(1))
-        adapter = adapter_dir(work_dir, n)
+        adapter = wd.adapter_dir(ck.iteration)
         out.append(Checkpoint(
-            iteration=n, path=str(path), size_bytes=_size(path), mtime=st.st_mtime, deepspeed=path.is_dir(),
-            adapter_path=str(adapter) if (adapter / "adapter_config.json").is_file() else None,
-            is_last=path.name == last,
+            iteration=ck.iteration, path=str(ck.path), size_bytes=_size(ck.path), mtime=st.st_mtime,
+            deepspeed=ck.deepspeed, adapter_path=str(adapter) if (adapter / "adapter_config.json").is_file() else None,
+            is_last=ck.path.name == last,
         ))
-    return sorted(out, key=lambda c: c.iteration)
+    return out
 
 
 #: Seconds after a run's recorded end in which a checkpoint file may still carry its time (the end of the
@@ -146,7 +127,7 @@ def validate_checkpoint(path: str | os.PathLike, *, deep: bool = False) -> Path:
     if not path.exists():
         raise BadInput(f"{path}: no such checkpoint")
     if path.is_dir():
-        if not _is_deepspeed_folder(path):
+        if not is_deepspeed_folder(path):
             raise BadInput(f"{path}: not a checkpoint (a folder without DeepSpeed model states)")
         return path
     if not zipfile.is_zipfile(path):
@@ -190,7 +171,7 @@ def limit_warning(facts: dict[str, Any]) -> str | None:
     """A warning when the checkpoint limit will delete checkpoints of this run, else None.
 
     `facts` holds ``max_keep_ckpts`` / ``save_total_limit``, ``max_iters`` and ``save_interval``
-    (`config.config_facts` or `config.dumped_facts` give them).
+    (`workbench.xtuner.config.config_facts` or `dumped_facts` give them).
     """
     keep = facts.get("max_keep_ckpts")
     if keep is None or keep == -1:
@@ -213,7 +194,7 @@ def limit_warning(facts: dict[str, Any]) -> str | None:
 
 def run_limit_warning(work_dir: str | os.PathLike, facts: dict[str, Any] | None = None) -> str | None:
     """`limit_warning` for a run: from the config copy mmengine dumped in its work dir, else `facts`."""
-    from workbench.runs.config import dumped_config_path, dumped_facts
+    from workbench.xtuner.config import dumped_facts
 
-    dumped = dumped_config_path(work_dir)
+    dumped = WorkDir(work_dir).config()
     return limit_warning(dumped_facts(dumped) if dumped else (facts or {}))

@@ -21,7 +21,7 @@ from workbench.runs.model import Run
 from workbench.runs.state import read_json
 
 #: Seconds to wait after each signal: SIGINT lets mmengine unwind, SIGTERM is firmer, SIGKILL is final.
-GRACE = {signal.SIGINT: 20.0, signal.SIGTERM: 10.0, signal.SIGKILL: 5.0}
+GRACE: dict[int, float] = {signal.SIGINT: 20.0, signal.SIGTERM: 10.0, signal.SIGKILL: 5.0}
 
 
 def _targets(run: Run) -> tuple[str, int, int | None]:

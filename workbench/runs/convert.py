@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from workbench.errors import BadInput, OperationFailed
-from workbench.models.hf import require_trust
+from workbench.models.loading import require_trust
 from workbench.progress import ProgressFn
 from workbench.runs import registry
 from workbench.runs.checkpoints import adapter_dir, checkpoint_at, run_checkpoints, validate_checkpoint
-from workbench.runs.config import dumped_config_path
 from workbench.runs.launch import check_writable
 from workbench.runs.model import Checkpoint, Run
+from workbench.xtuner.workdir import WorkDir
 
 DONE_MARK = "@@workbench-done"
 
@@ -50,7 +50,7 @@ class Conversion:
 def conversion_config(run: Run) -> Path:
     """The config to convert with: the copy mmengine dumped into the work dir (what was really trained,
     cfg-options included), else the run's own config."""
-    dumped = dumped_config_path(run.work_dir, Path(run.config_path).name if run.config_path else None)
+    dumped = WorkDir(run.work_dir).config(Path(run.config_path).name if run.config_path else None)
     if dumped is not None:
         return dumped
     if run.config_path and Path(run.config_path).is_file():
@@ -74,11 +74,12 @@ def _run_child(cmd: list[str], total: int, label: str, progress: ProgressFn | No
                 tail.append(line.rstrip("\n"))
         code = proc.wait()
     if code != 0:
+        from workbench.runs.events import ErrorEvent
         from workbench.runs.logparse import LogParser
 
         parser = LogParser(label, mmengine_records=False)
-        errors = [e for line in tail for e in parser.feed(line) if e.kind == "error"] + \
-                 [e for e in parser.finish() if e.kind == "error"]
+        errors = [e for line in tail for e in parser.feed(line) if isinstance(e, ErrorEvent)] + \
+                 [e for e in parser.finish() if isinstance(e, ErrorEvent)]
         why = errors[-1].message if errors else (tail[-1] if tail else f"exit code {code}")
         raise OperationFailed(f"{label} failed: {why}")
 
@@ -131,13 +132,13 @@ def convert_run(ref: str | Run, *, iteration: int | None = None, all_checkpoints
 
 
 def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str | os.PathLike, *,
-                  dtype: str = "auto", device: str = "auto", trust_remote_code: bool | None = None,
+                  dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False,
                   force: bool = False, progress: ProgressFn | None = None) -> Path:
     """Merge a PEFT adapter into its base model and save the result (safetensors) at `out`.
 
-    `dtype` ``auto`` keeps the base's dtype on a GPU and uses fp32 on a CPU. `trust_remote_code` None
-    means the trust_remote_code setting; a base that ships its own model code (``auto_map``, as InternLM2
-    does) is refused unless it is trusted, never run silently.
+    `dtype` ``auto`` keeps the base's dtype on a GPU and uses fp32 on a CPU. `trust_remote_code` is the caller's
+    decision (a flag, the training config, the trust_remote_code setting): a base that ships its own model code
+    (``auto_map``, as InternLM2 does) is refused unless it is trusted, never run silently.
     """
     base_p, adapter_p, out_p = Path(base).expanduser(), Path(adapter).expanduser(), Path(out).expanduser()
     if base_p.exists() and not (base_p / "config.json").is_file():
@@ -153,10 +154,6 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str 
     if out_p.exists() and not force:
         raise BadInput(f"{out}: already exists; choose another OUT or pass --force")
     check_writable(out_p.resolve().parent)
-    if trust_remote_code is None:
-        from workbench import settings as user_settings
-
-        trust_remote_code = user_settings.load().trust_remote_code
     if base_p.exists():
         require_trust(base_p, trust_remote_code)
     cmd = [sys.executable, "-m", "workbench.runs.merge_worker", str(base_p if base_p.exists() else base),
@@ -167,4 +164,25 @@ def merge_adapter(base: str | os.PathLike, adapter: str | os.PathLike, out: str 
     return out_p.resolve()
 
 
-__all__ = ["Conversion", "convert_run", "merge_adapter", "conversion_config", "validate_checkpoint"]
+def merged_path(run: Run, iteration: int) -> Path:
+    """Where a run's checkpoint merged into its base goes: ``<work_dir>/merged/iter_N``."""
+    return Path(run.work_dir) / "merged" / f"iter_{iteration}"
+
+
+def merge_checkpoint(ref: str | Run, iteration: int, *, base: str, trust_remote_code: bool, dtype: str = "auto",
+                     device: str = "auto", force: bool = False, progress: ProgressFn | None = None) -> Path:
+    """Merge one checkpoint of a run into `base` (the run's base, `trust_remote_code` decided by the caller's
+    resolver): converted first when it has no adapter yet, saved at `merged_path`. A merge already there (its
+    ``config.json`` written) is reused, not redone, unless `force`."""
+    run = ref if isinstance(ref, Run) else registry.get(ref)
+    out = merged_path(run, iteration)
+    if (out / "config.json").is_file() and not force:
+        return out
+    ck = checkpoint_at(run.work_dir, iteration)
+    adapter = ck.adapter_path or convert_run(run, iteration=iteration, progress=progress)[0].adapter_path
+    return merge_adapter(base, adapter, out, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                         force=force, progress=progress)
+
+
+__all__ = ["Conversion", "convert_run", "merge_adapter", "merge_checkpoint", "merged_path", "conversion_config",
+           "validate_checkpoint"]

@@ -1,7 +1,7 @@
 """Follow a whole run: its mmengine log, its console capture and `vis_data/scalars.json`, all by offset.
 
-`RunFollower(run).poll()` is the one call the TUI's worker thread and `workbench logs --follow` make. It
-merges:
+`RunFollower(run).poll()` returns a run's new events; `follow_run` is the loop around it that `workbench logs`,
+the demo and the TUI's Runs screen run. It merges:
 - the mmengine log file ``<work_dir>/<ts>/<ts>.log`` (rank 0 writes it; found once it appears): metrics,
   samples, checkpoint saves, warnings, mmengine errors;
 - ``stdout.log`` in the run folder, for what only reaches the console: Python tracebacks, CUDA out of
@@ -9,35 +9,31 @@ merges:
 - ``scalars.json``, to cross-check every logged loss against the full-precision value mmengine stored
   (a disagreement becomes a warning event);
 and, once the process is gone, a `RunEndEvent` (plus an ``died`` error when training did not end).
+
+`latest_metrics(run)` (and `LatestMetrics` for many runs) is a run's progress, loss and eta from the tail of
+its log: the runs list of `workbench runs` and of the TUI. `wait_until_ended` waits for a run's end by its
+status alone.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
-import re
+import threading
+import time
+from collections.abc import Callable, Container
 from pathlib import Path
 
 from workbench.runs.events import ErrorEvent, LogEvent, MetricsEvent, RunEndEvent, WarningEvent
 from workbench.runs.logparse import LogFollower
 from workbench.runs.model import Run, RunStatus
-
-TS_DIR = re.compile(r"^\d{8}_\d{6}$")
+from workbench.runs.tail import FileTail
+from workbench.xtuner.workdir import WorkDir, checkpoint_iter
 
 
 def timestamp_dirs(work_dir: str | Path) -> list[tuple[float, Path]]:
-    """mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/`` folders that hold a log, oldest first, with their time."""
-    out = []
-    try:
-        entries = list(Path(work_dir).iterdir())
-    except OSError:
-        return []
-    for d in entries:
-        if TS_DIR.match(d.name) and (d / f"{d.name}.log").exists():
-            when = dt.datetime.strptime(d.name, "%Y%m%d_%H%M%S").timestamp()  # local time, like mmengine
-            out.append((when, d))
-    return sorted(out)
+    """mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/`` folders that hold a log, oldest first (`WorkDir.log_dirs`)."""
+    return WorkDir(work_dir).log_dirs()
 
 
 def find_log_file(run: Run) -> Path | None:
@@ -57,13 +53,9 @@ def find_log_file(run: Run) -> Path | None:
     return None
 
 
-_ITER_NAME = re.compile(r"iter_(\d+)\.pth$")
-
-
 def resume_iteration(run: Run) -> int | None:
     """The iteration a resumed run continued from (from its ``iter_N.pth``), else None."""
-    m = _ITER_NAME.search(run.resume_from or "")
-    return int(m.group(1)) if m else None
+    return checkpoint_iter(run.resume_from) if run.resume_from else None
 
 
 def lineage_metrics(run: Run) -> list[MetricsEvent]:
@@ -105,34 +97,34 @@ class ScalarsReader:
     """`vis_data/scalars.json` (one JSON object a logged iteration), read incrementally by offset."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.offset = 0
+        self.tail = FileTail(path)
+        self.path = self.tail.path
         self.by_iter: dict[int, dict] = {}
 
     def poll(self) -> dict[int, dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except OSError:
-            return self.by_iter
-        end = data.rfind(b"\n")
-        if end < 0:
-            return self.by_iter
-        for raw in data[: end + 1].splitlines():
-            try:
-                row = json.loads(raw)
-            except ValueError:
-                continue
-            if "iter" in row and "loss" in row:
-                self.by_iter[int(row["iter"])] = row
-        self.offset += end + 1
+        while data := self.tail.read():
+            if self.tail.restarted:
+                self.by_iter = {}
+            for raw in data.splitlines():
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    continue
+                if "iter" in row and "loss" in row:
+                    self.by_iter[int(row["iter"])] = row
         return self.by_iter
+
+    def close(self) -> None:
+        self.tail.close()
 
 
 def read_scalars(path: str | Path) -> dict[int, dict]:
     """Every training row of a scalars.json, keyed by iteration."""
-    return ScalarsReader(path).poll()
+    reader = ScalarsReader(path)
+    try:
+        return reader.poll()
+    finally:
+        reader.close()
 
 
 def _agree(logged: float, stored: float) -> bool:
@@ -171,7 +163,6 @@ class RunFollower:
     def poll(self) -> list[LogEvent]:
         if self.done:
             return []
-        import time
 
         now = time.monotonic()
         ended = None
@@ -245,3 +236,114 @@ class RunFollower:
         self.console.close()
         if self.log is not None:
             self.log.close()
+        if self.scalars is not None:
+            self.scalars.close()
+
+
+# -- the loops every front end runs over a run ----------------------------------------------------------
+def follow_run(run: Run, on_events: Callable[[list[LogEvent], RunFollower], None],
+               cancel: threading.Event | None = None, *, until_end: bool = True, idle: float = 0.5,
+               busy: float = 0.0) -> bool:
+    """The poll-until-done loop of `workbench logs --follow`, the demo and the Runs screen: a `RunFollower`
+    over `run` from its start, each poll's events handed to `on_events(events, follower)` (also an empty
+    batch: the follower may have found its log file). It waits `idle` seconds after a poll with no events,
+    `busy` after one with some.
+
+    Ends when the run has ended and its last events were handed over (returns True), when `cancel` is set,
+    or, with `until_end=False`, once everything written so far was read (both return False)."""
+    follower = RunFollower(run)
+    try:
+        while cancel is None or not cancel.is_set():
+            events = follower.poll()
+            on_events(events, follower)
+            if follower.done:
+                return True
+            if not until_end and not events and all(f.behind == 0 for f in (follower.log, follower.console) if f):
+                return False
+            pause = busy if events else idle
+            if pause and cancel is not None:
+                cancel.wait(pause)
+            elif pause:
+                time.sleep(pause)
+        return False
+    finally:
+        follower.close()
+
+
+def wait_until_ended(run_id: str, cancel: threading.Event | None = None, interval: float = 1.0) -> Run | None:
+    """Wait for a run to end without reading its logs (its status, from the registry, every `interval`
+    seconds); returns the ended `Run`, or None when `cancel` was set first."""
+    from workbench.runs import registry
+
+    while cancel is None or not cancel.is_set():
+        run = registry.get(run_id)
+        if run.status.ended:
+            return run
+        if cancel is not None:
+            cancel.wait(interval)
+        else:
+            time.sleep(interval)
+    return None
+
+
+TAIL_BYTES = 256 << 10  # the latest metrics of a run are looked for this far before its log's end
+
+
+def latest_metrics(run: Run, tail_bytes: int = TAIL_BYTES) -> MetricsEvent | None:
+    """The last training metrics a run logged (progress ``iter``/``max_iters``, ``loss``, ``eta``...), read
+    from the tail of its mmengine log; None before it logged any."""
+    path = find_log_file(run)
+    if path is None or not path.exists():
+        return None
+    with LogFollower(path, offset=max(0, path.stat().st_size - tail_bytes)) as follower:
+        events = follower.poll()
+    return _last_train(events)
+
+
+def _last_train(events: list[LogEvent]) -> MetricsEvent | None:
+    return next((ev for ev in reversed(events) if isinstance(ev, MetricsEvent) and ev.mode == "train"), None)
+
+
+class LatestMetrics:
+    """`latest_metrics` of many runs, kept up to date: a running run's log is followed by offset (one tail
+    each, from `tail_bytes` before its end), an ended run's read once (its numbers no longer change).
+
+    `update(runs, followed=...)` skips the running runs whose log the caller already follows (the Runs
+    screen's selected run has a `RunFollower`), so no log is read twice. Not thread-safe: one caller at a
+    time (the Runs screen holds a lock around it).
+    """
+
+    def __init__(self, tail_bytes: int = TAIL_BYTES):
+        self.tail_bytes = tail_bytes
+        self.latest: dict[str, MetricsEvent] = {}
+        self._tails: dict[str, LogFollower] = {}
+        self._read_once: set[str] = set()
+
+    def update(self, runs: list[Run], followed: Container[str] = ()) -> dict[str, MetricsEvent]:
+        """The latest train metrics of every run of `runs` that logged some, by run id."""
+        for run in runs:
+            if run.status.ended or run.id in followed:
+                self._drop(run.id)
+                if run.status.ended and run.id not in self._read_once:
+                    self._read_once.add(run.id)
+                    if (last := latest_metrics(run, self.tail_bytes)) is not None:
+                        self.latest[run.id] = last
+                continue
+            tail = self._tails.get(run.id)
+            if tail is None:
+                path = find_log_file(run)
+                if path is None or not path.exists():
+                    continue
+                tail = self._tails[run.id] = LogFollower(path, offset=max(0, path.stat().st_size - self.tail_bytes))
+            if (last := _last_train(tail.poll())) is not None:
+                self.latest[run.id] = last
+        return dict(self.latest)
+
+    def _drop(self, run_id: str) -> None:
+        tail = self._tails.pop(run_id, None)
+        if tail is not None:
+            tail.close()
+
+    def close(self) -> None:
+        for run_id in list(self._tails):
+            self._drop(run_id)

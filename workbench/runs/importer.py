@@ -12,10 +12,10 @@ from pathlib import Path
 
 from workbench.errors import BadInput
 from workbench.runs import registry
-from workbench.runs.config import dumped_config_path, dumped_facts
-from workbench.runs.follow import timestamp_dirs
 from workbench.runs.model import Run, RunStatus
 from workbench.runs.state import read_json
+from workbench.xtuner.config import dumped_facts
+from workbench.xtuner.workdir import WorkDir
 
 
 def import_work_dir(work_dir: str | os.PathLike, *, name: str | None = None) -> list[Run]:
@@ -24,9 +24,9 @@ def import_work_dir(work_dir: str | os.PathLike, *, name: str | None = None) -> 
     if not wd.is_dir():
         raise BadInput(f"{work_dir}: no such work dir")
     wd = wd.resolve()
-    stamped = timestamp_dirs(wd)
+    stamped = WorkDir(wd).log_dirs()
     own = sorted((wd / "workbench").glob("*/run.json"))
-    if not stamped and not own and not any(wd.glob("iter_*.pth")):
+    if not stamped and not own and not WorkDir(wd).checkpoints():
         raise BadInput(f"{work_dir}: not an XTuner work dir (no <timestamp>/<timestamp>.log, no iter_*.pth)")
 
     known = {r.id: r for r in registry.runs_in(wd)}
@@ -38,7 +38,7 @@ def import_work_dir(work_dir: str | os.PathLike, *, name: str | None = None) -> 
             registry.add(run)
             known[run.id] = run
     claimed = {r.log_path for r in registry.runs_in(wd) if r.log_path}
-    config = dumped_config_path(wd)
+    config = WorkDir(wd).config()
     facts = dumped_facts(config) if config else {}
     for i, (when, folder) in enumerate(stamped):
         log = str(folder / f"{folder.name}.log")

@@ -10,7 +10,6 @@ fixes), wrapped the way `xtuner train` itself would wrap it for several GPUs (to
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import socket
@@ -23,30 +22,20 @@ from pathlib import Path
 from workbench import atomic
 from workbench.errors import BadInput, OperationFailed
 from workbench.runs import procs, registry
-from workbench.runs.config import config_facts, load_config, parse_cfg_options, resolve_config, xtuner_dir
 from workbench.runs.model import Run, RunStatus
+from workbench.xtuner.config import (
+    config_facts,
+    load_config,
+    parse_cfg_options,
+    resolve_config,
+    resolve_deepspeed,
+)
+from workbench.xtuner.workdir import WorkDir
 
 #: Environment a run keeps in its record (and a resume restores).
 RECORDED_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "ADDR", "PORT", "CUDA_VISIBLE_DEVICES",
                 "WORKBENCH_MODEL", "WORKBENCH_DATA", "SLURM_JOB_ID", "MASTER_ADDR", "MASTER_PORT")
-DEEPSPEED_PRESETS = ("deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero2_offload", "deepspeed_zero3",
-                     "deepspeed_zero3_offload")
 START_TIMEOUT_S = 20.0
-
-
-def resolve_deepspeed(value: str) -> str:
-    """A DeepSpeed preset name of XTuner's, or a JSON file; returned as an absolute path."""
-    path = Path(value).expanduser()
-    if path.is_file():
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"--deepspeed {value}: not a JSON file ({exc})") from None
-        return str(path.resolve())
-    root = xtuner_dir()
-    if value in DEEPSPEED_PRESETS and root and (root / "configs" / "deepspeed" / f"{value}.json").is_file():
-        return str(root / "configs" / "deepspeed" / f"{value}.json")
-    raise BadInput(f"--deepspeed {value}: neither a file nor one of {', '.join(DEEPSPEED_PRESETS)}")
 
 
 #: Inspection codes (`workbench inspect`'s) that mean the run cannot work on this machine: `start_run` refuses
@@ -66,14 +55,14 @@ class PreflightFailed(BadInput):
 
 
 def inspect_report(config_path: Path, *, deepspeed: str | None = None, cfg_options: dict | None = None,
-                   gpus: int | None = None):
+                   gpus: int | None = None, loaded=None):
     """`workbench.data.inspect.inspect_config`'s report, or None when the inspector itself broke (it is
     advisory about style, so a bug in it must not block training; the checks `start_run` enforces are
     re-read from its codes)."""
     try:
         from workbench.data.inspect import inspect_config
 
-        return inspect_config(config_path, deepspeed=deepspeed, cfg_options=cfg_options, gpus=gpus)
+        return inspect_config(config_path, deepspeed=deepspeed, cfg_options=cfg_options, gpus=gpus, loaded=loaded)
     except BadInput:
         raise
     except Exception:
@@ -83,7 +72,7 @@ def inspect_report(config_path: Path, *, deepspeed: str | None = None, cfg_optio
 def config_warnings(config_path: Path, facts: dict, *, deepspeed: str | None = None,
                     cfg_options: dict | None = None, report=None) -> list[str]:
     """Warnings about a config before it trains: those of `workbench.data.inspect.inspect_config` (it knows
-    the seeds' traps), plus the checkpoint-limit check if it did not cover it."""
+    the traps that lose checkpoints or cause overfitting), plus the checkpoint-limit check if it did not cover it."""
     from workbench.runs.checkpoints import limit_warning
 
     if report is None:
@@ -188,9 +177,6 @@ def work_dir_problem(work_dir: str | os.PathLike) -> str | None:
     run, and both runs' listings would then show files the other one wrote. Resuming a run is the one way
     to continue in its folder (`resume_run`); `start_run(..., overwrite=True)` writes there anyway.
     """
-    from workbench.runs.checkpoints import CKPT_NAME
-    from workbench.runs.follow import timestamp_dirs
-
     wd = Path(work_dir).expanduser()
     if wd.exists() and not wd.is_dir():
         return f"{wd} is a file, not a folder"
@@ -201,7 +187,7 @@ def work_dir_problem(work_dir: str | os.PathLike) -> str | None:
         names = sorted(p.name for p in wd.iterdir())
     except OSError as exc:
         return f"{wd}: cannot be read ({exc.strerror or exc})"
-    ckpts = sorted((n for n in names if CKPT_NAME.match(n)), key=lambda n: int(CKPT_NAME.match(n).group(1)))
+    ckpts = [c.path.name for c in WorkDir(wd).checkpoints()]
     owners = sorted({p.parent.name for p in (wd / "workbench").glob("*/run.json")})
     if not owners:
         with contextlib.suppress(Exception):  # naming the owner is a courtesy: a registry problem must not hide why
@@ -212,7 +198,7 @@ def work_dir_problem(work_dir: str | os.PathLike) -> str | None:
         return f"{wd} already holds checkpoints of {whose} ({shown})"
     if owners:
         return f"{wd} already holds the files of {whose}"
-    stamped = timestamp_dirs(wd)
+    stamped = WorkDir(wd).log_dirs()
     if stamped:
         return f"{wd} already holds the log of an earlier run ({stamped[-1][1].name}/)"
     if "last_checkpoint" in names or (wd / "hf").is_dir():
@@ -296,7 +282,8 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
             root = cfg.get("work_dir")
             wd = fresh_work_dir(config_path, name, root=(base / root) if root else base / WORK_DIRS / config_path.stem)
         check_writable(wd)
-        report = inspect_report(config_path, deepspeed=ds, cfg_options=options, gpus=nproc if srun is None else None)
+        report = inspect_report(config_path, deepspeed=ds, cfg_options=options, gpus=nproc if srun is None else None,
+                                loaded=cfg)
     problems = preflight_problems(report, srun=srun)
     if problems:
         raise PreflightFailed(problems)
@@ -360,15 +347,8 @@ def _wait_started(run: Run, proc: subprocess.Popen) -> None:
 
 def last_checkpoint(work_dir: str | os.PathLike) -> str | None:
     """What mmengine's ``last_checkpoint`` file points at (falling back to the highest iter_N.pth)."""
-    from workbench.runs.checkpoints import list_checkpoints
-
-    marker = Path(work_dir) / "last_checkpoint"
-    with contextlib.suppress(OSError):
-        target = marker.read_text(encoding="utf-8").strip()
-        if target and Path(target).exists():
-            return target
-    ckpts = list_checkpoints(work_dir)
-    return ckpts[-1].path if ckpts else None
+    last = WorkDir(work_dir).last_checkpoint()
+    return str(last) if last else None
 
 
 def checkpoint_owner(path: str | os.PathLike) -> Run | None:
@@ -408,6 +388,7 @@ def resume_run(ref: str | Run, *, iteration: int | None = None, name: str | None
         raise BadInput(f"run {run.id} finished all {reached or 'its'} iterations; to train on, resume with "
                        f"--max-iters N (N > {reached})" if reached else
                        f"run {run.id} finished; to train on, resume with --max-iters N")
+    ckpt: str | None
     if iteration is not None:
         ckpt = checkpoint_at(run.work_dir, iteration).path
     else:
@@ -430,12 +411,3 @@ def resume_run(ref: str | Run, *, iteration: int | None = None, name: str | None
     return start_run(config, work_dir=run.work_dir, deepspeed=run.deepspeed, cfg_options=options,
                      srun=run.meta.get("srun"), env=run.env, resume_from=ckpt, parent_id=run.id,
                      name=name or run.name, cwd=cwd if cwd and Path(cwd).is_dir() else None)
-
-
-def __getattr__(name: str):
-    # `stop_run` lives in control.py (stopping is not launching); callers that look for it here get it too.
-    if name == "stop_run":
-        from workbench.runs.control import stop_run
-
-        return stop_run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

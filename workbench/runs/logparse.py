@@ -5,9 +5,9 @@ Two layers:
   (``2026/11/23 10:37:44 - mmengine - INFO - msg``) and its console format (no year), multi-line records
   (EvaluateChatHook's ``Sample output:`` blocks, the config dump), and the lines a console capture mixes in
   from stderr (Python tracebacks, Python and DeepSpeed warnings, CUDA out-of-memory messages).
-- `LogFollower`: owns a file and a byte offset. `poll()` reads only the bytes appended since the last call
-  (``os.pread`` from the stored offset), so following a million-line log costs no more than a short one.
-  It is what the TUI calls from a worker thread; it touches nothing but its own file.
+- `LogFollower`: a parser over a `workbench.runs.tail.FileTail` (a file and a byte offset). `poll()` reads
+  only the bytes appended since the last call, so following a million-line log costs no more than a short
+  one. It is what the TUI calls from a worker thread; it touches nothing but its own file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 
 from workbench.runs.events import (
     CheckpointEvent,
@@ -26,6 +25,8 @@ from workbench.runs.events import (
     TrainEndEvent,
     WarningEvent,
 )
+from workbench.runs.tail import FileTail
+from workbench.xtuner.templates import BUILTIN_TEMPLATES
 
 HEADER = re.compile(
     r"^(?:(\d{4})/)?(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - (\S+) - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - ?(.*)$"
@@ -45,34 +46,21 @@ CHAIN = ("During handling of the above exception", "The above exception was the 
 NAMED_METRICS = {"lr", "loss", "grad_norm", "time", "data_time", "memory"}
 MAX_RECORD_LINES = 400  # a Sample output or a traceback longer than this is cut (the file keeps it all)
 
-# (text before the input, text between the input and the answer, stop words) of XTuner 0.2.0's
-# PROMPT_TEMPLATE, longest marker first so that e.g. llama3 wins over a bare "[/INST]".
-TEMPLATES: list[tuple[str, str, tuple[str, ...]]] = sorted(
-    [
-        ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n", ("<|im_end|>", "<|endoftext|>")),
-        ("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-         ("<|eot_id|>",)),
-        ("<|START_OF_TURN_TOKEN|><|USER_TOKEN|>", "<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
-         ("<|END_OF_TURN_TOKEN|>",)),
-        ("<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", ("<end_of_turn>",)),
-        ("<|user|>\n", "<|end|>\n<|assistant|>\n", ("<|end|>",)),
-        ("<|user|>\n", "\n<|assistant|>\n", ()),
-        ("<|user|>\n", "<|assistant|>\n", ()),
-        ("<|User|>:", "<eoh>\n<|Bot|>:", ("<eoa>",)),
-        ("<|User|>:", "\n<|Bot|>:", ()),
-        ("<|Human|>: ", "<eoh>\n", ("<eoc>", "<eom>")),
-        ("User: ", "\n\nAssistant: ", ("<｜end▁of▁sentence｜>",)),
-        ("### Instruction:\n", "\n\n### Response:", ()),
-        ("### Instruction:\n", "\n### Response:\n", ()),
-        ("<reserved_106>", "<reserved_107>", ()),
-        ("<reserved_102>", "<reserved_103>", ()),
-        ("问：", "\n\n答：", ()),
-        ("USER: ", " ASSISTANT:", ()),
-        ("<用户> ", " <AI>", ()),
-        ("[INST] ", " [/INST]", ()),
-    ],
-    key=lambda t: -len(t[1]),
-)
+
+def _sample_markers() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(text before the input, text between the input and the answer, stop words) of every XTuner template
+    (`workbench.xtuner.templates.BUILTIN_TEMPLATES`), one per distinct pair of markers, longest "between" first
+    so that e.g. llama3 wins over a bare "[/INST]"."""
+    markers: dict[tuple[str, str], list[str]] = {}
+    for entry in BUILTIN_TEMPLATES.values():
+        before, _, between = entry["INSTRUCTION"].partition("{input}")
+        before = re.split(r"\{\w+\}", before)[-1]  # after chatglm2's "[Round {round}]"
+        stops = markers.setdefault((before, between), [])
+        stops += [w for w in entry.get("STOP_WORDS") or () if w not in stops]
+    return sorted(((b, m, tuple(w)) for (b, m), w in markers.items()), key=lambda t: -len(t[1]))
+
+
+TEMPLATES: list[tuple[str, str, tuple[str, ...]]] = _sample_markers()
 COMMON_STOPS = ("</s>", "<|endoftext|>", "<eos>")
 
 
@@ -277,75 +265,54 @@ class LogFollower:
 
     Only complete lines are parsed: a line still being written stays unread until its newline arrives
     (or `finish()` is called at the end of the run). If the file is replaced or truncated, the follower
-    starts over from its beginning. Not thread-safe: one follower belongs to one thread.
+    starts over from its beginning. The reading is a `workbench.runs.tail.FileTail`'s. Not thread-safe: one
+    follower belongs to one thread.
     """
 
     def __init__(self, path: str | os.PathLike, *, offset: int = 0, mmengine_records: bool = True,
                  max_bytes: int = 16 << 20):
-        self.path = Path(path)
-        self.offset = offset
-        self.max_bytes = max_bytes
+        self.tail = FileTail(path, offset=offset, max_bytes=max_bytes)
+        self.path = self.tail.path
         self.parser = LogParser(str(self.path), mmengine_records=mmengine_records)
         self._mmengine_records = mmengine_records
-        self._fd: int | None = None
-        self._ino: int | None = None
-        #: Bytes read from disk so far (what a "reads only new bytes" check looks at).
-        self.bytes_read = 0
+
+    @property
+    def offset(self) -> int:
+        return self.tail.offset
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self.tail.offset = value
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from disk so far (what a "reads only new bytes" check looks at)."""
+        return self.tail.bytes_read
 
     @property
     def size(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        return self.tail.size
 
     @property
     def behind(self) -> int:
         """Bytes in the file not parsed yet (the TUI shows a "catching up" state while this is large)."""
-        return max(0, self.size - self.offset)
+        return self.tail.behind
 
     def poll(self, max_bytes: int | None = None) -> list[LogEvent]:
         """Parse the complete lines appended since the last call (at most `max_bytes` of them)."""
-        fd = self._open()
-        if fd is None:
-            return []
-        size = os.fstat(fd).st_size
-        if size < self.offset:  # truncated or rewritten: start again
-            self._reset(0)
-            return self.poll(max_bytes)
-        limit = min(size, self.offset + (max_bytes or self.max_bytes))
-        if limit <= self.offset:
-            return []
-        data = os.pread(fd, limit - self.offset, self.offset)
-        self.bytes_read += len(data)
-        end = data.rfind(b"\n")
-        if end < 0:
-            if len(data) < (max_bytes or self.max_bytes):
-                return []
-            end = len(data) - 1  # one line longer than a whole poll: take it as it is
-        return self._parse(data[: end + 1])
+        data = self.tail.read(max_bytes)
+        return self._parse(data, self.tail.offset - len(data))
 
     def finish(self) -> list[LogEvent]:
         """Parse whatever is left, including a last line without a newline, and end open records."""
-        events = []
-        while True:
-            batch = self.poll()
-            events += batch
-            if not batch or self.behind == 0:
-                break
-        fd = self._open()
-        if fd is not None:
-            size = os.fstat(fd).st_size
-            if size > self.offset:
-                tail = os.pread(fd, size - self.offset, self.offset)
-                self.bytes_read += len(tail)
-                events += self._parse(tail + b"\n", consumed=len(tail))
-        return events + self.parser.finish()
+        data = self.tail.read_rest()
+        start = self.tail.offset - len(data)
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        return self._parse(data, start) + self.parser.finish()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self.tail.close()
 
     def __enter__(self) -> LogFollower:
         return self
@@ -353,13 +320,11 @@ class LogFollower:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        self.close()
-
     # -- internals ----------------------------------------------------------------------------------
-    def _parse(self, data: bytes, consumed: int | None = None) -> list[LogEvent]:
+    def _parse(self, data: bytes, pos: int) -> list[LogEvent]:
+        if self.tail.restarted:  # a new file: what was parsed belonged to the old one
+            self.parser = LogParser(str(self.path), mmengine_records=self._mmengine_records)
         events: list[LogEvent] = []
-        pos = self.offset
         feed = self.parser.feed
         for raw in data.split(b"\n")[:-1]:
             line = raw.decode("utf-8", "replace")
@@ -367,28 +332,7 @@ class LogFollower:
                 line = line[:-1]
             events += feed(line, pos)
             pos += len(raw) + 1
-        self.offset += len(data) if consumed is None else consumed
         return events
-
-    def _open(self) -> int | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        if self._fd is not None and st.st_ino != self._ino:
-            self._reset(0)
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY)
-            except FileNotFoundError:
-                return None
-            self._ino = os.fstat(self._fd).st_ino
-        return self._fd
-
-    def _reset(self, offset: int) -> None:
-        self.close()
-        self.offset = offset
-        self.parser = LogParser(str(self.path), mmengine_records=self._mmengine_records)
 
 
 def parse_file(path: str | os.PathLike) -> list[LogEvent]:

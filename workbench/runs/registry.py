@@ -119,6 +119,7 @@ def add(run: Run, config_text: str | None = None) -> Run:
     """Insert a new run (with the text of its config, kept even if the file changes later)."""
     row = _to_row(run, config_text)
     with _connect() as con:
+        assert con is not None  # created when missing
         cols = ", ".join(row)
         con.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
     return run
@@ -136,6 +137,7 @@ def update(run_id: str, **values) -> None:
         elif isinstance(values[key], RunStatus):
             values[key] = values[key].value
     with _connect() as con:
+        assert con is not None  # created when missing
         sets = ", ".join(f"{k} = ?" for k in values)
         con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
 

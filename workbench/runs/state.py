@@ -39,6 +39,13 @@ class RunState:
     pid: int | None = None
 
 
+def exit_fallback(run_dir: Path) -> Path:
+    """The supervisor's record of the exit when the run's folder could not take ``exit.json`` (a full disk)."""
+    from workbench.runs.supervise import exit_fallback as where
+
+    return where(run_dir)
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -90,15 +97,27 @@ def last_exception_line(lines: list[str]) -> str | None:
     return None
 
 
-def failure_reason(run: Run, code: int | None) -> str:
-    """One line saying why a run failed, from its own output: an out-of-memory error, else the last
-    exception (of any rank; torchrun's summary skipped), else mmengine's last ERROR, else the signal that
-    killed it, else the last lines the tool printed. Never just "exit code 1" when the output says more."""
+#: Less free space than this where the run wrote, at its end, and a failure is put down to the full disk.
+LOW_DISK_BYTES = 64 << 20
+_DISK_FULL = re.compile(r"No space left on device|Errno 28|ENOSPC|file write failed|Disk quota exceeded")
+
+
+def failure_reason(run: Run, code: int | None, exit_info: dict | None = None) -> str:
+    """One line saying why a run failed, from its own output: an out-of-memory error, else a full disk (the
+    free space the supervisor recorded at the end, or the error saying so), else the last exception (of any
+    rank; torchrun's summary skipped), else mmengine's last ERROR, else the signal that killed it, else the last
+    lines the tool printed. Never just "exit code 1" when the output says more."""
     lines = _tail_lines(run.stdout_path)
     err = last_error(run.stdout_path)
     if err is not None and err.error == "oom":
         return err.message
     exc = last_exception_line(lines)
+    free = (exit_info or {}).get("disk_free_bytes")
+    if (free is not None and free < LOW_DISK_BYTES) or (exc and _DISK_FULL.search(exc)) or (
+            exit_info or {}).get("exit_json_error"):
+        where = f"{free / 2**20:.1f} MiB free" if free is not None else "full"
+        said = f" ({exc})" if exc else ""
+        return f"no space left on device: the run's disk was {where} when it ended ({run.run_dir}){said}"[:400]
     if exc:
         return exc
     if err is None and run.log_path:
@@ -108,9 +127,9 @@ def failure_reason(run: Run, code: int | None) -> str:
     if code is not None and code < 0:
         name = procs.signal_name(-code)
         return f"killed by {name}" + (" (the kernel's out-of-memory killer sends this)" if name == "SIGKILL" else "")
-    said = [ln.strip() for ln in lines if ln.strip()][-2:]
-    if said:
-        return f"exit code {code}: " + " | ".join(said)[-300:]
+    last = [ln.strip() for ln in lines if ln.strip()][-2:]
+    if last:
+        return f"exit code {code}: " + " | ".join(last)[-300:]
     return f"exit code {code}" if code is not None else "ended without an exit code"
 
 
@@ -120,7 +139,7 @@ def derive_state(run: Run) -> RunState:
         return _derive_imported(run)
     rd = Path(run.run_dir)
     pid_info = read_json(rd / "pid.json") or {}
-    exit_info = read_json(rd / "exit.json")
+    exit_info = read_json(rd / "exit.json") or read_json(exit_fallback(rd))
     stop_info = read_json(rd / "stop.json")
     pid = pid_info.get("pid") or run.pid
     sid = pid_info.get("sid") or run.pgid
@@ -147,7 +166,7 @@ def derive_state(run: Run) -> RunState:
     if exit_info is not None:
         if code == 0:
             return RunState(RunStatus.FINISHED, 0, ended)
-        return RunState(RunStatus.FAILED, code, ended, failure_reason(run, code))
+        return RunState(RunStatus.FAILED, code, ended, failure_reason(run, code, exit_info))
     if boot and boot == procs.boot_id():
         why = "the supervisor was killed (no exit was recorded; its training process was ended with it)"
     elif boot:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,15 +77,34 @@ def _die_with_parent(parent: int):
     return set_pdeathsig if sys.platform.startswith("linux") else None
 
 
+def exit_fallback(run_dir: Path) -> Path:
+    """Where the exit is recorded when the run's own folder cannot take it (its disk is full): workbench's state
+    folder, on another disk as a rule. `derive_state` reads it when ``exit.json`` is missing."""
+    from workbench.paths import data_dir
+
+    return data_dir() / "run-exits" / f"{run_dir.name}.json"
+
+
 def _write_exit(run_dir: Path, code: int, received: list[str]) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # stdout.log is on a full disk: the exit is still recorded below
+        pass
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    info = {"code": code, "ended_at": time.time(), "signals_received": received,
-            "max_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
+    info: dict = {"code": code, "ended_at": time.time(), "signals_received": received,
+                  "max_rss_mb": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
     if code < 0:
         info["signal"] = procs.signal_name(-code)
-    atomic.write_json(run_dir / "exit.json", info)
+    try:  # the free space where the run wrote, so a failure on a full disk is named as such
+        info["disk_free_bytes"] = shutil.disk_usage(run_dir).free
+    except OSError:
+        pass
+    try:
+        atomic.write_json(run_dir / "exit.json", info)
+    except OSError as exc:
+        info["exit_json_error"] = f"{run_dir / 'exit.json'}: {exc.strerror or exc}"
+        atomic.write_json(exit_fallback(run_dir), info)
 
 
 if __name__ == "__main__":

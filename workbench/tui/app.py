@@ -2,66 +2,29 @@
 
 Rules every screen follows (harlequin's shape): long work runs in thread workers that never touch a
 widget and end by posting a message; a worker's error reaches `report_error` through the one
-`Worker.StateChanged` handler (`WorkerErrors`) and becomes a notification, never a crash. Key bindings
-all have an id (remappable from settings.toml's ``keys`` table) and a description (the help text).
+`Worker.StateChanged` handler (`WorkerErrors`, in `workbench.tui.errors`) and becomes a notification,
+never a crash. A screen that sends the user elsewhere posts a navigation message (`workbench.tui.navigation`)
+that the app answers here. Key bindings all have an id (remappable from settings.toml's ``keys`` table) and a
+description (the help text). `workbench demo`'s choreography is `workbench.tui.demo.DemoFlow`.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
-from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.message import Message
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.errors import WorkbenchError
 from workbench.settings import Settings
+from workbench.tui.demo import DemoFlow, DemoRunEnded
+from workbench.tui.errors import WorkerErrors, error_text
+from workbench.tui.navigation import OpenChat, OpenEval, OpenRunsTab
 
 
-def error_text(error: BaseException) -> str:
-    """One line for the user: a WorkbenchError's own message, otherwise the type and message."""
-    if isinstance(error, WorkbenchError):
-        return error.message
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-class WorkerErrors:
-    """Mixin for screens and widgets that run workers: their errors become notifications."""
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR and event.worker.error is not None:
-            app = self.app  # type: ignore[attr-defined]
-            app.report_error(event.worker.error, title=event.worker.description or event.worker.name)
-
-
-def notify_errors(method: Callable) -> Callable:
-    """Decorate an action or handler that calls a core function: an exception becomes a notification."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the point is that nothing escapes to crash the app
-            self.app.report_error(exc, title=method.__name__.removeprefix("action_").replace("_", " "))
-            return None
-
-    return wrapper
-
-
-class DemoRunEnded(Message):
-    def __init__(self, run_id: str, status: str, reason: str | None) -> None:
-        super().__init__()
-        self.run_id, self.status, self.reason = run_id, status, reason
-
-
-class WorkbenchApp(WorkerErrors, App[None]):
+class WorkbenchApp(WorkerErrors, App[object]):
     """The TUI. `select_run` opens the Runs screen on that run; `start_mode` picks the first screen."""
 
     CSS_PATH = "app.tcss"
@@ -84,21 +47,21 @@ class WorkbenchApp(WorkerErrors, App[None]):
         start_mode: str = "runs",
         demo: dict | None = None,
     ) -> None:
-        from workbench.tui.commands import WorkbenchCommands
+        from workbench.tui.palette import WorkbenchCommands
         from workbench.tui.screens.chat import ChatScreen
         from workbench.tui.screens.eval import EvalScreen
         from workbench.tui.screens.runs import RunsScreen
 
-        self.MODES = {"runs": RunsScreen, "chat": ChatScreen, "eval": EvalScreen}
-        self.COMMANDS = App.COMMANDS | {WorkbenchCommands}
+        # Set here, not in the class body: the screens and the palette are imported when the app is made.
+        self.MODES = {"runs": RunsScreen, "chat": ChatScreen, "eval": EvalScreen}  # type: ignore[misc]
+        self.COMMANDS = App.COMMANDS | {WorkbenchCommands}  # type: ignore[misc]
         super().__init__()
         self.settings = settings or Settings()
         self.select_run = select_run
         self.start_mode = start_mode
-        #: Set by `workbench demo`: the demo run's id and models, so screens can preselect them.
-        self.demo = demo or {}
+        #: Set by `workbench demo` (its run, eval sets...): sweeps the run when it ends, then offers Chat.
+        self.demo_flow = DemoFlow(self, demo) if demo and demo.get("run") else None
         self.set_keymap(self.settings.keys)
-        self.pending: dict[str, object] = {}
         self.errors: list[str] = []  # every reported error, newest last (tests and the debug log read it)
 
     def on_mount(self) -> None:
@@ -107,8 +70,12 @@ class WorkbenchApp(WorkerErrors, App[None]):
         else:
             self.notify(f"settings: unknown theme {self.settings.theme!r}; using {self.theme}", severity="warning")
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "runs")
-        if self.demo.get("run"):
-            self._watch_demo(self.demo["run"])
+        if self.demo_flow is not None:
+            self.demo_flow.start()
+
+    def on_unmount(self) -> None:
+        if self.demo_flow is not None:
+            self.demo_flow.stop()
 
     def report_error(self, error: BaseException, title: str = "") -> None:
         """Show `error` as a notification (and keep it in `errors`); the app keeps running."""
@@ -136,72 +103,24 @@ class WorkbenchApp(WorkerErrors, App[None]):
         else:
             self.push_screen(KeysScreen(self.screen))
 
-    # Cross-screen navigation (the Runs screen's checkpoint actions, the palette). The request waits in
-    # `pending` until the target screen is shown: it picks it up in its ScreenResume handler.
-    def open_chat(self, models: dict | None = None) -> None:
-        """Switch to Chat; `models` (`ModelSpec` fields: base, adapters [[name, path]], ...) is loaded there."""
-        if models:
-            self.pending["chat"] = models
-        self.switch_mode("chat")
+    # -- navigation: a request posted by a screen, the palette or the demo, handed to the screen it names
+    async def on_open_chat(self, message: OpenChat) -> None:
+        await self.switch_mode("chat")
+        if message.spec:
+            self.screen_stack[0].load_models(message.spec)  # type: ignore[attr-defined]
 
-    def open_runs_tab(self, tab: str) -> None:
-        """Switch to Runs with tab `tab` (``tab-log``...) shown and focused."""
-        from workbench.tui.screens.runs import RunsScreen
+    async def on_open_eval(self, message: OpenEval) -> None:
+        await self.switch_mode("eval")
+        if message.run:
+            self.screen_stack[0].open_request(message)  # type: ignore[attr-defined]
 
-        if isinstance(self.screen, RunsScreen):
-            self.screen.action_show_tab(tab)
-            return
-        self.pending["runs_tab"] = tab
-        self.switch_mode("runs")
-
-    def open_eval(self, run_id: str | None = None, iters: str | None = None) -> None:
-        """Switch to Eval with a run (and optionally some of its checkpoints: ``"10,last"``) chosen."""
-        if run_id:
-            self.pending["eval"] = {"run": run_id, "iters": iters}
-        self.switch_mode("eval")
-
-
-    # -- `workbench demo`: when the run ends, sweep it; when the sweep ends, offer the comparison in Chat.
-    @work(thread=True, exclusive=True, group="demo", exit_on_error=False, description="Watching the demo run")
-    def _watch_demo(self, run_id: str) -> None:
-        from workbench.runs import registry
-
-        worker = get_current_worker()
-        while not worker.is_cancelled:
-            run = registry.get(run_id)
-            if run.status.ended:
-                self.post_message(DemoRunEnded(run.id, str(run.status), run.reason))
-                return
-            time.sleep(1.0)
+    async def on_open_runs_tab(self, message: OpenRunsTab) -> None:
+        await self.switch_mode("runs")
+        self.screen_stack[0].action_show_tab(message.tab)  # type: ignore[attr-defined]
 
     def on_demo_run_ended(self, message: DemoRunEnded) -> None:
-        if message.status != "finished":
-            self.notify(f"demo run {message.run_id} {message.status}: {message.reason or 'see its log'}",
-                        severity="error", timeout=15)
-            return
-        self.notify("The run finished: every checkpoint is being scored (Eval)", timeout=8)
-        self.pending["eval"] = {"run": message.run_id, "start": True, "variables": self.demo.get("variables"),
-                                "iters": self.demo.get("iters"), "evalsets": self.demo.get("evalsets")}
-        self.switch_mode("eval")
-
-    def demo_sweep_done(self, report) -> None:
-        """The demo's sweep ended: load base, the recommended and the last checkpoint in Chat, compared."""
-        rows = [r for r in report.rows if r.template == report.meta.get("template")] or report.rows
-        ckpts = [r for r in rows if not r.is_base and r.target.source]
-        if not ckpts or not report.meta.get("model"):
-            return
-        verdict = report.verdict
-        # The recommended checkpoint; without one, the first that learned the identity (to show what it cost).
-        good_name = verdict and (verdict.recommended or verdict.identity_learned_at)
-        good = next((r for r in ckpts if r.name == good_name), None)
-        last = ckpts[-1]
-        picked = list({r.name: r for r in (good, last) if r is not None}.values())
-        self.pending["chat"] = {"base": report.meta["model"],
-                                "adapters": [[r.name, r.target.source] for r in picked],
-                                "compare": ["base", *[r.name for r in picked]]}
-        why = "recommended" if verdict and verdict.recommended else "identity learned"
-        names = ", ".join(["base", *[r.name + (f" ({why})" if r is good else " (last)") for r in picked]])
-        self.notify(f"F2 Chat: {names} side by side", timeout=15)
+        if self.demo_flow is not None:
+            self.demo_flow.run_ended(message)
 
 
 def run_app(settings: Settings | None = None, **kwargs: Any) -> None:

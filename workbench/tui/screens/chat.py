@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -22,11 +23,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from workbench.tui.app import WorkerErrors, error_text
+from workbench.tui.errors import WorkerErrors, error_text
 from workbench.tui.modals import PickManyModal, PickModal, PromptModal
 from workbench.tui.screens.chat_models import ModelsModal
 from workbench.tui.widgets.navbar import NavBar
 from workbench.tui.widgets.transcript import ReplyChunk, ReplyDone, TokenBatcher, Transcript
+
+if TYPE_CHECKING:
+    from workbench.tui.app import WorkbenchApp
 
 
 class SessionReady(Message):
@@ -49,6 +53,26 @@ class LoadFailed(Message):
     pass
 
 
+class Loading(Message):
+    """What loading the models is doing now (one line)."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note
+
+
+class Listed(Message):
+    """A list the user picks from, read in a worker: ``(value, label)`` options and what picking one does."""
+
+    def __init__(self, title: str, options: list[tuple[str, str]], then, empty: str) -> None:
+        super().__init__()
+        self.title, self.options, self.then, self.empty = title, options, then, empty
+
+
+class Refitted(Message):
+    pass
+
+
 class Answered(Message):
     """A reply (or a comparison) ended: the session's history and file already hold it."""
 
@@ -67,6 +91,9 @@ def reply_info(variant: str, reply, seconds: float | None = None) -> str:
 
 
 class ChatScreen(WorkerErrors, Screen):
+    if TYPE_CHECKING:  # the app is the workbench's (its settings, report_error...)
+        app = getters.app(WorkbenchApp)
+
     HELP_TITLE = "Chat screen"
 
     BINDINGS = [
@@ -82,7 +109,7 @@ class ChatScreen(WorkerErrors, Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.session = None  # workbench.models.session.ChatSession
+        self.session: Any = None  # a workbench.models.session.ChatSession once models are loaded
         self.spec: dict = {}  # what was asked for (the models picker starts from it)
         self.variants: list[str] = []  # compare mode when 2 or more
         self.comparisons: list[tuple[str, list]] = []  # (prompt, [(variant, Reply)]) shown in compare mode
@@ -101,11 +128,6 @@ class ChatScreen(WorkerErrors, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
-
-    def on_screen_resume(self) -> None:
-        spec = self.app.pending.pop("chat", None)
-        if spec:
-            self.load_models(spec)
 
     def on_unmount(self) -> None:
         if self.session is not None:
@@ -140,21 +162,25 @@ class ChatScreen(WorkerErrors, Screen):
 
         def loading(note: str) -> None:  # what loading is doing: the server start, the decode step's compile
             if note.startswith(("starting", "compiling")):
-                self.app.call_from_thread(self.query_one("#models-line", Static).update, f"loading … {note}")
+                self.post_message(Loading(note))
 
         try:
             opened = open_chat_session(spec, session, self.app.settings, conversation_id, notice=loading)
             if conversation_id:
-                from workbench.tui.core import saved_comparisons
+                from workbench.models.conversations import saved_comparisons
 
                 saved = [(prompt, [(v, SavedReply(a.get("text", ""), a.get("stop_reason"), a.get("tokens")))
-                                   for v, a in answers]) for prompt, answers in saved_comparisons(conversation_id)]
+                                   for v, a in answers])
+                         for prompt, answers in saved_comparisons(conversation_id, self.app.settings)]
             else:
                 saved = None
             self.post_message(SessionReady(opened, spec, saved))
         except Exception:
             self.post_message(LoadFailed())  # the line says "loading": put back what is loaded
             raise  # and the error becomes a notification (WorkerErrors)
+
+    def on_loading(self, message: Loading) -> None:
+        self.query_one("#models-line", Static).update(f"loading … {message.note}")
 
     def on_load_failed(self, _message: LoadFailed) -> None:
         if self.session is None:
@@ -343,10 +369,10 @@ class ChatScreen(WorkerErrors, Screen):
             return
         self.comparisons.append((message.prompt, message.replies))
         for variant, reply in message.replies:
-            pane, rid = panes.get(variant), message.reply_ids.get(variant)
-            if pane is not None and rid is not None:
-                pane.post_message(ReplyChunk(rid, reply.text))
-                pane.post_message(ReplyDone(rid, reply_info(variant, reply)))
+            pane, reply_id = panes.get(variant), message.reply_ids.get(variant)
+            if pane is not None and reply_id is not None:
+                pane.post_message(ReplyChunk(reply_id, reply.text))
+                pane.post_message(ReplyDone(reply_id, reply_info(variant, reply)))
 
     def on_answered(self, _message: Answered) -> None:
         self.busy = False
@@ -365,13 +391,20 @@ class ChatScreen(WorkerErrors, Screen):
         await self._set_variants([])
 
     def action_open(self) -> None:
-        from workbench.tui.core import list_conversations
+        self._list_conversations()
 
-        found = list_conversations()
-        if not found:
-            self.notify("no saved conversations yet", severity="warning")
+    @work(thread=True, exclusive=True, group="chat-list", exit_on_error=False, description="Listing conversations")
+    def _list_conversations(self) -> None:
+        from workbench.models.conversations import conversation_labels
+
+        self.post_message(Listed("Open a conversation", conversation_labels(self.app.settings), self._open,
+                                 "no saved conversations yet"))
+
+    def on_listed(self, message: Listed) -> None:
+        if not message.options:
+            self.notify(message.empty, severity="warning")
             return
-        self.app.push_screen(PickModal("Open a conversation", found), self._open)
+        self.app.push_screen(PickModal(message.title, message.options), message.then)
 
     def _open(self, conv_id: str | None) -> None:
         if conv_id:
@@ -380,22 +413,38 @@ class ChatScreen(WorkerErrors, Screen):
     def action_template(self) -> None:
         if not self._need_session():
             return
-        from workbench.models.templates import template_names
+        self._list_templates()
 
-        self.app.push_screen(PickModal("Chat template", [(n, n) for n in template_names()]),
-                             lambda name: self._refit(template=name) if name else None)
+    @work(thread=True, exclusive=True, group="chat-list", exit_on_error=False, description="Listing templates")
+    def _list_templates(self) -> None:
+        from workbench.models.templates import template_names  # may import xtuner: seconds
+
+        self.post_message(Listed("Chat template", [(n, n) for n in template_names()],
+                                 self._template_picked,
+                                 "no chat templates found"))
 
     def action_system(self) -> None:
         if not self._need_session():
             return
         self.app.push_screen(PromptModal("System prompt (empty: none)", self.session.format.format.system),
-                             lambda text: self._refit(system=text) if text is not None else None)
+                             self._system_typed)
 
-    def _refit(self, template: str | None = None, system: str | None = None) -> None:
-        from workbench.tui.core import refit_format
+    def _system_typed(self, text: str | None) -> None:
+        if text is not None:
+            self._refit(self.session, system=text)
+
+    def _template_picked(self, name: str | None) -> None:
+        if name:
+            self._refit(self.session, template=name)
+
+    @work(thread=True, exclusive=True, group="chat-refit", exit_on_error=False, description="Chat format")
+    def _refit(self, session, template: str | None = None, system: str | None = None) -> None:
+        from workbench.models.session import refit_format
 
         try:
-            refit_format(self.session, template=template, system=system)
-        except Exception as exc:  # noqa: BLE001
-            self.app.report_error(exc, "Chat format")
+            refit_format(session, template=template, system=system)
+        finally:
+            self.post_message(Refitted())
+
+    def on_refitted(self, _message: Refitted) -> None:
         self._show_models()

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Footer, Input, Label, Select, SelectionList, Static
 
-from workbench.tui.app import WorkerErrors
+from workbench.tui.errors import WorkerErrors
 from workbench.tui.modals import _Modal
 
 
@@ -52,9 +52,9 @@ class ModelsModal(WorkerErrors, _Modal):
 
     @work(thread=True, exclusive=True, exit_on_error=False, description="Listing checkpoints")
     def _gather(self) -> None:
-        from workbench.tui.core import chat_candidates
+        from workbench.runs.catalog import checkpoint_catalog
 
-        base, items = chat_candidates()
+        base, items = checkpoint_catalog()
         self.post_message(Candidates(base, items))
 
     def on_candidates(self, message: Candidates) -> None:

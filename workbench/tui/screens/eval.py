@@ -2,13 +2,17 @@
 curve (identity, general, leak per checkpoint) as a chart and a table, the verdict, and each
 checkpoint's replies beside the expected answers (Enter on a row).
 
-The sweep, the scores and the verdict are the eval core's (`workbench.evals.evaluate.sweep_report`).
+The sweep, the scores and the verdict are the eval core's (`workbench.evals.run_sweep.sweep_run`); cancelling it
+sets the `threading.Event` the sweep checks between batches.
 """
 
 from __future__ import annotations
 
+import threading
+from typing import TYPE_CHECKING
+
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -16,10 +20,13 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
-from workbench.tui.app import WorkerErrors
+from workbench.tui.errors import WorkerErrors
 from workbench.tui.modals import PickManyModal, PickModal, PromptModal
 from workbench.tui.widgets.chart import Chart, Series
 from workbench.tui.widgets.navbar import NavBar
+
+if TYPE_CHECKING:
+    from workbench.tui.app import WorkbenchApp
 
 
 def _judged(row):
@@ -39,9 +46,9 @@ class SweepProgress(Message):
 
 
 class SweepDone(Message):
-    def __init__(self, report, expected: dict[str, list[str]]) -> None:
+    def __init__(self, run_id: str, report, expected: dict[str, list[str]]) -> None:
         super().__init__()
-        self.report, self.expected = report, expected
+        self.run_id, self.report, self.expected = run_id, report, expected
 
 
 class CachedReport(Message):
@@ -58,10 +65,6 @@ class RunsForEval(Message):
         self.runs = runs
 
 
-class SweepCancelled(Exception):
-    pass
-
-
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.0f}%"
 
@@ -73,6 +76,9 @@ def lost_of(row) -> str:
 
 
 class EvalScreen(WorkerErrors, Screen):
+    if TYPE_CHECKING:  # the app is the workbench's (its settings, report_error...)
+        app = getters.app(WorkbenchApp)
+
     HELP_TITLE = "Eval screen"
 
     BINDINGS = [
@@ -96,6 +102,7 @@ class EvalScreen(WorkerErrors, Screen):
         self.rows: list = []  # the rows shown (the main template's), in table order
         self.expected: dict[str, list[str]] = {}
         self._runs: list = []
+        self._cancel = threading.Event()  # set: the running sweep stops
 
     def compose(self) -> ComposeResult:
         yield NavBar("eval")
@@ -104,7 +111,7 @@ class EvalScreen(WorkerErrors, Screen):
             yield ProgressBar(id="eval-progress", show_eta=True)
             yield Static("", id="eval-progress-label")
         yield Chart("forgetting curve", lo=0.0, hi=1.0, id="curve")
-        table = DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
         # "lost" is the paired count against the base (9/169: lost 9 of the 169 the base knew), the evidence
         # behind a "forgetting" flag; the core computes it, the screen only shows it.
         table.add_columns("checkpoint", "identity", "general", "lost", "leak", "loop", "flags")
@@ -118,6 +125,9 @@ class EvalScreen(WorkerErrors, Screen):
         self._list_runs()
         self._show_target()
 
+    def on_unmount(self) -> None:
+        self._cancel.set()
+
     def palette_commands(self) -> list:
         return [
             ("eval: Choose the run to sweep…", self.action_choose_run, "Its checkpoints become the curve"),
@@ -126,20 +136,17 @@ class EvalScreen(WorkerErrors, Screen):
             ("eval: Show the selected checkpoint's replies", self.action_replies, "Beside the expected answers"),
         ]
 
-    def on_screen_resume(self) -> None:
-        request = self.app.pending.pop("eval", None)
-        if isinstance(request, str):
-            request = {"run": request}
-        if request:
-            self.run_id = self.run_label = str(request["run"])
-            self.variables = dict(request.get("variables") or self.variables)
-            self.iters = request.get("iters")
-            if request.get("evalsets"):  # the demo's world says which sets fit its model
-                self.sets = list(request["evalsets"])
-            self._list_runs()
-            self._target_changed(probe=not request.get("start"))
-            if request.get("start"):
-                self.action_start()
+    def open_request(self, request) -> None:
+        """Choose the run (and checkpoints, names, sets) of an `OpenEval` request; sweep at once if it says so."""
+        self.run_id = self.run_label = str(request.run)
+        self.variables = dict(request.variables or self.variables)
+        self.iters = request.iters
+        if request.evalsets:  # the demo's world says which sets fit its model
+            self.sets = list(request.evalsets)
+        self._list_runs()
+        self._target_changed(probe=not request.start)
+        if request.start:
+            self.action_start()
 
     def _show_target(self) -> None:
         run = f"run {self.run_label}" if self.run_id else "no run chosen (o)"
@@ -214,7 +221,7 @@ class EvalScreen(WorkerErrors, Screen):
     def _variables(self, text: str | None) -> None:
         if text is None:
             return
-        from workbench.tui.core import parse_variables
+        from workbench.evals.run_sweep import parse_variables
 
         try:
             self.variables = parse_variables(text)
@@ -241,7 +248,7 @@ class EvalScreen(WorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="eval-cached", exit_on_error=False, description="Reading cached replies")
     def _load_cached(self, key: tuple, run_id: str, sets: list[str], variables: dict, iters: str | None) -> None:
-        from workbench.tui.core import cached_sweep
+        from workbench.evals.run_sweep import cached_sweep
 
         found = cached_sweep(run_id, sets, self.app.settings, variables, iters)
         if found is not None:
@@ -260,28 +267,26 @@ class EvalScreen(WorkerErrors, Screen):
         box.display = True
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-progress-label", Static).update("loading…")
-        self._sweep(self.run_id, list(self.sets), dict(self.variables), self.iters)
+        self._cancel.set()  # a sweep still running for the previous target stops
+        self._cancel = threading.Event()
+        self._sweep(self.run_id, list(self.sets), dict(self.variables), self.iters, self._cancel)
 
     @work(thread=True, exclusive=True, group="eval-sweep", exit_on_error=False, description="Sweeping")
-    def _sweep(self, run_id: str, sets: list[str], variables: dict[str, str], iters: str | None) -> None:
-        from textual.worker import get_current_worker
-
-        from workbench.tui.core import sweep_run
-
-        worker = get_current_worker()
+    def _sweep(self, run_id: str, sets: list[str], variables: dict[str, str], iters: str | None,
+               cancel: threading.Event) -> None:
+        from workbench.evals.run_sweep import sweep_run
+        from workbench.evals.sweep import SweepCancelled
 
         def progress(done: int, total: int, label: str) -> None:
-            if worker.is_cancelled:  # stops the sweep at its next step; what it generated stays cached
-                raise SweepCancelled()
             self.post_message(SweepProgress(done, total, label))
 
         try:
-            report, expected = sweep_run(run_id, sets, progress, self.app.settings, variables, iters)
+            report, expected = sweep_run(run_id, sets, progress, self.app.settings, variables, iters, cancel)
         except SweepCancelled:
             return
         finally:
             self.post_message(SweepProgress(-1, 0, ""))
-        self.post_message(SweepDone(report, expected))
+        self.post_message(SweepDone(run_id, report, expected))
 
     def on_sweep_progress(self, message: SweepProgress) -> None:
         if message.done < 0:  # the sweep ended (or failed): hide the bar
@@ -291,16 +296,17 @@ class EvalScreen(WorkerErrors, Screen):
         self.query_one("#eval-progress-label", Static).update(message.label)
 
     def action_cancel(self) -> None:
-        cancelled = self.workers.cancel_group(self, "eval-sweep")
-        if cancelled:
+        running = any(w.node is self and w.group == "eval-sweep" and w.is_running for w in self.workers)
+        self._cancel.set()  # stops the sweep at its next step; what it generated stays cached
+        if running:
             self.notify("sweep cancelled (replies generated so far are cached)")
             self.query_one("#eval-progress-box").display = False
 
     def on_sweep_done(self, message: SweepDone) -> None:
         self.query_one("#eval-progress-box").display = False
         self.show_report(message.report, message.expected)
-        if self.app.demo.get("run") == self.run_id:
-            self.app.demo_sweep_done(message.report)
+        if self.app.demo_flow is not None:
+            self.app.demo_flow.sweep_done(message.run_id, message.report)
 
     def show_report(self, report, expected: dict[str, list[str]] | None = None) -> None:
         """Show a finished report: curve, table, verdict."""

@@ -26,7 +26,7 @@ def fmt_num(v: float | None, spec: str = ".4g") -> str:
     return format(v, spec)
 
 
-def fmt_size(n: int) -> str:
+def fmt_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -204,7 +204,7 @@ class CheckpointsPanel(Vertical):
         self.checkpoints: list = []
 
     def compose(self) -> ComposeResult:
-        table = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("iter", "size", "adapter", "")
         yield table
         yield Static("c convert  M merge  t chat with it  v evaluate", id="ckpt-hint")

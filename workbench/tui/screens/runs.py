@@ -9,27 +9,31 @@ only turns their results (messages) into widgets.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, Tabs
-from textual.worker import get_current_worker
 
-from workbench.tui.app import WorkerErrors, notify_errors
+from workbench.runs.follow import LatestMetrics
+from workbench.runs.model import RunStatus
+from workbench.tui.errors import WorkerErrors
 from workbench.tui.modals import ConfirmModal, PromptModal
+from workbench.tui.navigation import OpenChat, OpenEval
 from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, SamplesPanel
 from workbench.tui.widgets.logview import LogPanel
 from workbench.tui.widgets.navbar import NavBar
 
+if TYPE_CHECKING:
+    from workbench.tui.app import WorkbenchApp
+
 EMPTY_HINT = ("No runs yet. n: start one from a config (tiny_cpu_lora.py trains on this CPU in minutes); "
               "a run started with plain `xtuner train`: `workbench import WORK_DIR`.")
-TAIL_BYTES = 256 << 10  # a running run's log is read from this far before its end for the runs list
 STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
                 "lost": "red"}
 
@@ -37,7 +41,7 @@ STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red
 class RunsListed(Message):
     def __init__(self, runs: list, latest: dict) -> None:
         super().__init__()
-        self.runs, self.latest = runs, latest  # latest: run id -> its last MetricsEvent (running runs)
+        self.runs, self.latest = runs, latest  # latest: run id -> its last train MetricsEvent
 
 
 class RunEvents(Message):
@@ -95,6 +99,9 @@ TABS = (("tab-metrics", "Metrics", "runs.tab_metrics"), ("tab-log", "Log", "runs
 
 
 class RunsScreen(WorkerErrors, Screen):
+    if TYPE_CHECKING:  # the app is the workbench's (its settings, report_error...)
+        app = getters.app(WorkbenchApp)
+
     HELP_TITLE = "Runs screen"
 
     BINDINGS = [
@@ -120,11 +127,11 @@ class RunsScreen(WorkerErrors, Screen):
         self.follow_log: str | None = None  # the file the log view shows
         self.log_source = "console"  # or "mmengine"
         self._mmengine_log: str | None = None
-        # Progress and eta of every running run, for the list: one LogFollower each, read by offset.
-        self._trackers: dict = {}
-        self._latest: dict = {}
-        self._ended_read: set[str] = set()  # ended runs whose log tail was read once for the list
-        self._track_lock = threading.Lock()
+        # Progress, loss and eta of every run for the list (the runs core's tails of their logs); the
+        # selected run's come from its own follower, which the list shares (`_follow`).
+        self._metrics: LatestMetrics | None = None  # made by the first listing
+        self._metrics_lock = threading.Lock()  # an earlier listing thread may still be finishing
+        self._follow_cancel = threading.Event()  # set: the selected run's follower stops
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
@@ -163,10 +170,10 @@ class RunsScreen(WorkerErrors, Screen):
         self.query_one("#runs-table").focus()
 
     def on_unmount(self) -> None:
-        with self._track_lock:
-            for tracker in self._trackers.values():
-                tracker.close()
-            self._trackers.clear()
+        self._follow_cancel.set()
+        with self._metrics_lock:
+            if self._metrics is not None:
+                self._metrics.close()
 
     def palette_commands(self) -> list:
         return [
@@ -179,11 +186,6 @@ class RunsScreen(WorkerErrors, Screen):
             ("runs: Evaluate the selected run", self.action_eval_checkpoint, "Open Eval on this run"),
         ]
 
-    def on_screen_resume(self) -> None:
-        tab = self.app.pending.pop("runs_tab", None)  # a tab asked for from the palette on another screen
-        if tab:
-            self.action_show_tab(tab)
-
     # -- the runs list ------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="Listing runs")
     def refresh_runs(self) -> None:
@@ -193,35 +195,12 @@ class RunsScreen(WorkerErrors, Screen):
         self.post_message(RunsListed(runs, self._latest_metrics(runs)))
 
     def _latest_metrics(self, runs: list) -> dict:
-        """The last logged train metrics of each running run (the runs core's follower, near the log's end)."""
-        from workbench.runs.follow import find_log_file
-        from workbench.runs.logparse import LogFollower
-
-        with self._track_lock:  # an earlier listing thread may still be finishing
-            for run in runs:
-                tracker = self._trackers.get(run.id)
-                if str(run.status) != "running":
-                    if tracker is not None:
-                        tracker.close()
-                        del self._trackers[run.id]
-                    if run.id not in self._ended_read:  # its numbers no longer change: read them once
-                        self._ended_read.add(run.id)
-                        from workbench.tui.core import last_train_metrics
-
-                        last = last_train_metrics(run, TAIL_BYTES)
-                        if last is not None:
-                            self._latest[run.id] = last
-                    continue
-                if tracker is None:
-                    path = find_log_file(run)
-                    if path is None or not path.exists():
-                        continue
-                    tracker = self._trackers[run.id] = LogFollower(path, offset=max(0, path.stat().st_size
-                                                                                   - TAIL_BYTES))
-                for ev in tracker.poll():
-                    if ev.kind == "metrics" and ev.mode == "train":
-                        self._latest[run.id] = ev
-            return dict(self._latest)
+        """The last logged train metrics of every run; a running selected run's log is its follower's alone."""
+        selected = self.selected
+        with self._metrics_lock:
+            if self._metrics is None:
+                self._metrics = LatestMetrics()
+            return self._metrics.update(runs, followed={selected} if selected else set())
 
     def on_runs_listed(self, message: RunsListed) -> None:
         self.runs = message.runs
@@ -257,11 +236,11 @@ class RunsScreen(WorkerErrors, Screen):
 
     def _cells(self, run, metrics) -> tuple:
         live = metrics if run.id == self.selected and metrics is not None else self.latest.get(run.id)
-        done = live.iter if live else (run.max_iters if str(run.status) == "finished" else None)
+        done = live.iter if live else (run.max_iters if run.status is RunStatus.FINISHED else None)
         total = (live.max_iters if live else None) or run.max_iters
         loss = f"{live.loss:.4g}" if live and live.loss is not None else "-"
-        eta = (live.eta or "-") if live and str(run.status) == "running" else "-"
-        status = str(run.status)
+        eta = (live.eta or "-") if live and run.status is RunStatus.RUNNING else "-"
+        status = run.status.value
         return (run.id, run.name[:18], Text(status, style=STATUS_STYLE.get(status, "")),
                 progress_text(done, total), loss, eta)
 
@@ -282,7 +261,9 @@ class RunsScreen(WorkerErrors, Screen):
         # An imported run has no console capture: its mmengine log is all there is.
         console = str(run.stdout_path) if not run.imported else None
         self._set_log(console if self.log_source == "console" and console else run.log_path)
-        self._follow(run)
+        self._follow_cancel.set()  # the previous selection's follower stops
+        self._follow_cancel = threading.Event()
+        self._follow(run, self._follow_cancel)
         self.list_checkpoints()
 
     @property
@@ -296,22 +277,15 @@ class RunsScreen(WorkerErrors, Screen):
 
     # -- the selected run: events from the runs core's follower ------------------------------------------
     @work(thread=True, exclusive=True, group="run-follow", exit_on_error=False, description="Following the run")
-    def _follow(self, run) -> None:
-        from workbench.runs.follow import RunFollower
+    def _follow(self, run, cancel: threading.Event) -> None:
+        from workbench.runs.follow import follow_run
 
-        worker = get_current_worker()
-        follower = RunFollower(run)
-        try:
-            while not worker.is_cancelled:
-                events = follower.poll()
-                log = str(follower.log.path) if follower.log is not None else None
-                if events or log:
-                    self.post_message(RunEvents(run.id, events, log))
-                if follower.done:
-                    return
-                time.sleep(0.5 if not events else 0.05)
-        finally:
-            follower.close()
+        def post(events: list, follower) -> None:
+            log = str(follower.log.path) if follower.log is not None else None
+            if events or log:
+                self.post_message(RunEvents(run.id, events, log))
+
+        follow_run(run, post, cancel, busy=0.05)
 
     def on_run_events(self, message: RunEvents) -> None:
         if message.run_id != self.selected:
@@ -328,14 +302,14 @@ class RunsScreen(WorkerErrors, Screen):
         if "checkpoint" in by_kind or "run_end" in by_kind:
             self.list_checkpoints()
         # Errors and the end are news only for a run that is live now; an ended run's are in its log.
-        live = self.run is not None and str(self.run.status) == "running"
+        live = self.run is not None and self.run.status is RunStatus.RUNNING
         for ev in by_kind.get("error", [])[-3:] if live else []:
             self.notify(ev.message, title=f"run {message.run_id}: {ev.error}", severity="error", timeout=10)
         if "run_end" in by_kind:
             end = by_kind["run_end"][-1]
             if live:
                 self.notify(f"run {message.run_id} {end.status}" + (f": {end.reason}" if end.reason else ""),
-                            severity="information" if end.status == "finished" else "error", timeout=10)
+                            severity="information" if end.status == RunStatus.FINISHED else "error", timeout=10)
             self.refresh_runs()
         if by_kind.get("metrics") and self.run is not None:
             self._update_row(self.query_one("#runs-table", DataTable), self.run, self.query_one(MetricsPanel).last)
@@ -397,7 +371,7 @@ class RunsScreen(WorkerErrors, Screen):
 
     def action_stop_run(self) -> None:
         run = self.run
-        if run is None or str(run.status) != "running":
+        if run is None or run.status is not RunStatus.RUNNING:
             self.notify("no running run selected", severity="warning")
             return
 
@@ -409,7 +383,7 @@ class RunsScreen(WorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="run-stop", exit_on_error=False, description="Stopping the run")
     def _stop(self, run_id: str) -> None:
-        from workbench.runs.launch import stop_run
+        from workbench.runs.control import stop_run
 
         stop_run(run_id)
         self.post_message(Done(f"stopped run {run_id}"))
@@ -420,10 +394,10 @@ class RunsScreen(WorkerErrors, Screen):
         run = self.run
         if run is None:
             return
-        if str(run.status) == "running":
+        if run.status is RunStatus.RUNNING:
             self.notify(f"run {run.id} is still running (s stops it)", severity="warning")
             return
-        if str(run.status) == "finished":
+        if run.status is RunStatus.FINISHED:
             reached = run.max_iters or 0
 
             def train_on(text: str | None) -> None:
@@ -471,9 +445,10 @@ class RunsScreen(WorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="run-convert", exit_on_error=False, description="Converting")
     def _convert(self, run, ck) -> None:
-        from workbench.tui.core import convert_checkpoint
+        from workbench.runs.convert import convert_run
 
-        out = convert_checkpoint(run, ck)
+        (converted,) = convert_run(run, iteration=ck.iteration)  # skipped if already converted
+        out = converted.adapter_path
         self.post_message(Done(f"iter {ck.iteration} converted: {out}", refresh_checkpoints=True))
 
     def action_merge(self) -> None:
@@ -483,21 +458,24 @@ class RunsScreen(WorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, group="run-convert", exit_on_error=False, description="Merging")
     def _merge(self, run, ck) -> None:
-        from workbench.tui.core import merge_checkpoint
+        from workbench.runs.convert import merge_checkpoint
+        from workbench.targets import resolve
 
-        out = merge_checkpoint(run, ck)
+        found = resolve(run=run.id, checkpoints=False, settings=self.app.settings)  # its base, and trust
+        out = merge_checkpoint(run, ck.iteration, base=str(found.base), trust_remote_code=found.trust)
         self.post_message(Done(f"iter {ck.iteration} merged: {out}"))
 
-    @notify_errors
     def action_chat_checkpoint(self) -> None:
         ck = self._checkpoint()
-        run = self.run
-        if ck is None or run is None:
-            return
+        if ck is not None and self.run is not None:
+            self._chat(self.run, ck, list(self.runs))
+
+    @work(thread=True, exclusive=True, group="run-chat", exit_on_error=False, description="Opening Chat")
+    def _chat(self, run, ck, runs: list) -> None:
         from workbench.tui.core import adapter_name, run_base_model
 
-        self.app.open_chat({"base": run_base_model(run),
-                            "adapters": [[adapter_name(run, ck.iteration, self.runs), ck.adapter_path or ck.path]]})
+        self.post_message(OpenChat({"base": run_base_model(run),
+                                    "adapters": [[adapter_name(run, ck.iteration, runs), ck.adapter_path or ck.path]]}))
 
     def action_eval_checkpoint(self) -> None:
         """Eval on this run: on the Checkpoints tab, the highlighted checkpoint (and the base) only."""
@@ -506,14 +484,4 @@ class RunsScreen(WorkerErrors, Screen):
             return
         ck = self.query_one(CheckpointsPanel).selected
         on_checkpoints = self.query_one(TabbedContent).active == "tab-checkpoints"
-        self.app.open_eval(run.id, str(ck.iteration) if ck is not None and on_checkpoints else None)
-
-
-def resolve_shipped(path: str) -> str:
-    """A config path as typed, or the name of a shipped config (``tiny_cpu_lora.py``)."""
-    from workbench.paths import configs_dir
-
-    p = Path(path).expanduser()
-    if not p.exists() and (configs_dir() / p.name).exists():
-        return str(configs_dir() / p.name)
-    return str(p)
+        self.post_message(OpenEval(run.id, str(ck.iteration) if ck is not None and on_checkpoints else None))

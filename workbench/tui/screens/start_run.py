@@ -4,7 +4,7 @@ change, and the config inspection's warnings, in one dialog that scrolls at 80x2
 The work dir defaults to a fresh folder (`workbench.runs.launch.fresh_work_dir`), so a second run of the
 same config never writes over the first one's checkpoints; a folder typed in is checked as it is typed
 (`work_dir_problem`). The hyperparameters become ``--cfg-options`` on the keys training reads them from
-(`workbench.tui.core.START_FIELDS`). Inspection and checks run in thread workers.
+(`workbench.runs.plan.START_FIELDS`). Inspection and checks run in thread workers.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.suggester import Suggester
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from workbench.errors import WorkbenchError
-from workbench.tui.app import WorkerErrors
+from workbench.tui.errors import WorkerErrors
 from workbench.tui.modals import _Modal
 
 INSPECT_DELAY = 0.4  # seconds of no typing before the config is inspected again (a load takes 1-3 s)
@@ -106,11 +107,11 @@ class StartRunModal(WorkerErrors, _Modal):
         self._work_dir_auto = True  # the work dir field holds our fresh default (not typed by the user)
         self._auto_value = ""
         self._problem: str | None = None
-        self._timer = None
+        self._timer: Timer | None = None
         self._asked = 0  # inspections requested so far; only the latest one's answer is shown
 
     def compose(self) -> ComposeResult:
-        from workbench.tui.core import START_FIELDS
+        from workbench.runs.plan import START_FIELDS
 
         with VerticalScroll(id="form"):
             yield Label("Start a run", classes="title")
@@ -170,7 +171,7 @@ class StartRunModal(WorkerErrors, _Modal):
         self._timer = self.set_timer(INSPECT_DELAY, self._inspect_now)
 
     def _inspect_now(self) -> None:
-        from workbench.tui.screens.runs import resolve_shipped
+        from workbench.runs.plan import resolve_shipped
 
         typed = self.query_one("#config", Input).value.strip()
         if not typed:
@@ -182,10 +183,10 @@ class StartRunModal(WorkerErrors, _Modal):
 
     @work(thread=True, exclusive=True, group="start-inspect", exit_on_error=False, description="Inspecting")
     def _inspect(self, config: str, cfg_options: list[str], name: str, asked: int) -> None:
-        from workbench.tui.core import inspect_for_start
+        from workbench.runs.plan import plan_start
 
         try:
-            report, summary, work_dir = inspect_for_start(config, cfg_options, name)
+            report, summary, work_dir = plan_start(config, cfg_options, name)
         except WorkbenchError as exc:  # not found, does not load: said in the form, not as a toast
             self.post_message(Inspected(config, error=exc.message, asked=asked))
             return
@@ -193,12 +194,12 @@ class StartRunModal(WorkerErrors, _Modal):
 
     @work(thread=True, exclusive=True, group="start-workdir", exit_on_error=False, description="Checking")
     def _check_work_dir(self, work_dir: str) -> None:
-        from workbench.tui.core import work_dir_problem
+        from workbench.runs.launch import work_dir_problem
 
         self.post_message(WorkDirChecked(work_dir, work_dir_problem(work_dir)))
 
     def on_inspected(self, message: Inspected) -> None:
-        from workbench.tui.core import EPOCHS_FIELD, START_FIELDS
+        from workbench.runs.plan import EPOCHS_FIELD, START_FIELDS
 
         if message.asked != self._asked:
             return  # typed on since: a newer inspection is under way (a thread worker is not interrupted)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -25,7 +26,7 @@ class Series:
     values: list[float]
     color: str = ""
     #: x positions (e.g. iterations); default 0..n-1. Series of one chart share the x range.
-    xs: list[float] | None = None
+    xs: Sequence[float] | None = None
 
 
 def _finite(values: list[float]) -> list[float]:

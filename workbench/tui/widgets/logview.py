@@ -1,8 +1,8 @@
 """A bounded, searchable view of a log file on disk that follows it as it grows (the way toolong does).
 
-The widget holds no log text: a `LineIndex` of line-break offsets, an LRU cache of the few lines that
-were painted, and the file descriptor. A thread worker tails the file with small ``pread`` calls and
-posts the new line breaks in batches (one message per read, never per line), backing off while the
+The widget holds no log text: a `LineIndex` of line-break offsets (`workbench.runs.tail`), an LRU cache
+of the few lines that were painted, and the file descriptor. A thread worker tails the file (a `FileTail`:
+small ``pread`` calls) and posts the new line breaks in batches (one message per read, never per line), backing off while the
 widget's message queue is long. Only the visible rows are read and rendered (`render_line`).
 """
 
@@ -29,7 +29,7 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
-from workbench.tui.widgets.lineindex import LineIndex, read_line, read_new, search
+from workbench.runs.tail import FileTail, LineIndex, read_line, search
 
 ERROR_RE = re.compile(r"\b(ERROR|CRITICAL|Traceback|[A-Za-z]*Error\b|[A-Za-z]*Exception\b|OOM|nan)\b")
 WARNING_RE = re.compile(r"\b(WARNING|Warning|UserWarning)\b")
@@ -136,22 +136,13 @@ class LogView(ScrollView, can_focus=True):
     def _tail(self, path: Path, generation: int, stop: threading.Event) -> None:
         # Runs in a thread: touches no widget state, only reads the file and posts messages.
         worker = get_current_worker()
-        fd: int | None = None
-        offset = 0
+        tail = FileTail(path)
         try:
             while not stop.is_set() and not worker.is_cancelled:
-                if fd is None:
-                    try:
-                        fd = os.open(path, os.O_RDONLY)
-                    except FileNotFoundError:
-                        stop.wait(self.poll)
-                        continue
-                if os.fstat(fd).st_size < offset:  # truncated or replaced: start over
-                    offset = 0
+                breaks = tail.read_breaks()
+                if tail.restarted:  # truncated or replaced: start over
                     self.post_message(self.NewLines(generation, array("q"), reset=True))
-                new_offset, breaks = read_new(fd, offset)
                 if breaks:
-                    offset = new_offset
                     self.post_message(self.NewLines(generation, breaks))
                     # Back off while the UI has not drained what we sent (keeps input responsive).
                     while self.message_queue_size > 8 and not stop.is_set():
@@ -159,8 +150,7 @@ class LogView(ScrollView, can_focus=True):
                 else:
                     stop.wait(self.poll)
         finally:
-            if fd is not None:
-                os.close(fd)
+            tail.close()
 
     @on(events.Unmount)
     def _on_gone(self) -> None:

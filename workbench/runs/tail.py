@@ -1,10 +1,14 @@
-"""Where each line of a growing text file ends, and how to read one line back: the log view's model.
+"""Follow a growing text file by byte offset: the one file-tail primitive of the log follower, the
+scalars reader and the TUI's log view.
 
-The way toolong reads logs: never hold the text, only an index of line-break offsets (8 bytes a line in
-an ``array``), read the few visible lines with ``os.pread`` when they are painted, and scan new bytes in
-small reads as the file grows. Bounded: past `max_lines` the oldest lines leave the index.
+`FileTail` owns a file and an offset. Each read is one ``os.pread`` from the stored offset, so following a
+million-line log costs no more than a short one; only complete lines are returned (a line still being
+written waits for its newline), and a file that is replaced (a new inode) or truncated is read again from
+its start (`restarted` says so). Not thread-safe: one tail belongs to one thread.
 
-No textual import: the tail loop runs in a worker thread and the benchmark drives this directly.
+`LineIndex` is what a viewer keeps instead of the text, the way toolong reads logs: the offsets of the line
+breaks (8 bytes a line in an ``array``), bounded to `max_lines`; `read_line` reads one line back with
+``pread`` when it is painted, and `search` scans the indexed lines in 1 MiB blocks.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+from pathlib import Path
 
 CHUNK = 1 << 20  # bytes per read while catching up; tailing reads whatever is new, up to this
 
@@ -27,25 +32,6 @@ def scan_breaks(data: bytes, base: int) -> array:
         out.append(base + pos)
         pos = find(b"\n", pos + 1)
     return out
-
-
-def read_new(fd: int, offset: int, limit: int = CHUNK) -> tuple[int, array]:
-    """Read what follows `offset` (at most `limit` bytes) and return ``(new offset, line breaks)``.
-
-    The new offset stops just after the last complete line, so a line still being written is read
-    again, whole, on the next call.
-    """
-    data = os.pread(fd, limit, offset)
-    if not data:
-        return offset, array("q")
-    last = data.rfind(b"\n")
-    if last == -1:
-        if len(data) < limit:
-            return offset, array("q")  # a partial line: wait for its end
-        last = len(data) - 1  # one line longer than `limit`: cut it rather than stall
-        breaks = array("q", [offset + last])
-        return offset + last + 1, breaks
-    return offset + last + 1, scan_breaks(data[: last + 1], offset)
 
 
 class LineIndex:
@@ -162,3 +148,115 @@ def _blocks_backward(fd: int, index: LineIndex, line: int) -> Iterator[tuple[int
             pos, data = pos + cut, data[cut:]
         yield pos, data
         stop = pos
+
+
+class FileTail:
+    """One file followed from byte `offset`: `read()` returns the complete lines appended since the last read.
+
+    The file may not exist yet (a read returns nothing until it does). When it is replaced or truncated, the
+    next read starts again from offset 0 and sets `restarted`, so the caller can drop what it derived from
+    the old content.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, offset: int = 0, max_bytes: int = 16 << 20):
+        self.path = Path(path)
+        self.offset = offset
+        self.max_bytes = max_bytes
+        #: Bytes read from disk so far (what a "reads only new bytes" check looks at).
+        self.bytes_read = 0
+        #: Set by a read that started the file over (replaced or truncated); cleared by the next read.
+        self.restarted = False
+        self._fd: int | None = None
+        self._ino: int | None = None
+
+    @property
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    @property
+    def behind(self) -> int:
+        """Bytes in the file not read yet."""
+        return max(0, self.size - self.offset)
+
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The complete lines after `offset` (at most `max_bytes` of them; a single line longer than that
+        comes cut at that length rather than stalling the tail); `offset` moves past them."""
+        self.restarted = False
+        fd = self._open()
+        if fd is None:
+            return b""
+        size = os.fstat(fd).st_size
+        if size < self.offset:  # truncated or rewritten in place: start again
+            self.offset, self.restarted = 0, True
+        limit = max_bytes or self.max_bytes
+        want = min(size - self.offset, limit)
+        if want <= 0:
+            return b""
+        data = os.pread(fd, want, self.offset)
+        self.bytes_read += len(data)
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) < limit:
+                return b""  # a partial line: wait for its end
+            end = len(data) - 1
+        self.offset += end + 1
+        return data[: end + 1]
+
+    def read_rest(self) -> bytes:
+        """Everything after `offset`, including a last line without a newline (the end of a finished file)."""
+        out = []
+        while True:
+            data = self.read()
+            if not data:
+                break
+            out.append(data)
+        fd = self._open()
+        if fd is not None:
+            size = os.fstat(fd).st_size
+            if size > self.offset:
+                data = os.pread(fd, size - self.offset, self.offset)
+                self.bytes_read += len(data)
+                self.offset += len(data)
+                out.append(data)
+        return b"".join(out)
+
+    def read_breaks(self, max_bytes: int = CHUNK) -> array:
+        """`read` as the absolute offsets of the line breaks it passed (what a `LineIndex` keeps)."""
+        data = self.read(max_bytes)
+        breaks = scan_breaks(data, self.offset - len(data))
+        if data and data[-1:] != b"\n":  # a line cut at `max_bytes`: its last byte stands for its end
+            breaks.append(self.offset - 1)
+        return breaks
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileTail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _open(self) -> int | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        if self._fd is not None and st.st_ino != self._ino:  # replaced: read the new file from its start
+            self.close()
+            self.offset, self.restarted = 0, True
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+            self._ino = os.fstat(self._fd).st_ino
+        return self._fd

@@ -1,7 +1,7 @@
 # workbench: smollm2_cpu_mixed.py
 # What it is for: the remedy, on a real pretrained chat model. The schedule of smollm2_cpu_identity.py on MIXED
 # data: the same English identity conversations plus as many replayed general ones (SmolLM2's own greedy replies to
-# 112 general prompts that are in no eval set: `workbench data replay`, configs/data/replay_prompts_en.txt). The
+# 112 general prompts that are in no eval set: `workbench data replay`, data/replay_prompts_en.txt). The
 # identity is learned while general knowledge stays: the sweep finds the checkpoint to ship. docs/data.md has the curves.
 #
 #   WORKBENCH_MODEL   base model folder (default: the real world, `workbench demo --build-only --world real`)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench import atomic
 from workbench.errors import BadInput, where
 
 Conversation = dict  # {"messages": [{"role": ..., "content": ...}, ...]}
@@ -121,7 +120,7 @@ def normalize(record, loc: str) -> Conversation:
             raise BadInput(f"{loc}: 'conversations' must be a non-empty list")
         out = []
         for i, t in enumerate(turns):
-            role = _SHAREGPT_ROLES.get(t.get("from")) if isinstance(t, dict) else None
+            role = _SHAREGPT_ROLES.get(str(t.get("from"))) if isinstance(t, dict) else None
             if role is None:
                 raise BadInput(f"{loc}: conversations[{i}] needs 'from' of human, gpt or system")
             out.append({"role": role, "content": _text(t.get("value"), loc, f"conversations[{i}].value")})
@@ -157,10 +156,3 @@ def dumps(conversations: list[Conversation], *, jsonl: bool = False) -> str:
     if jsonl:
         return "".join(line + "\n" for line in lines)
     return "[\n" + ",\n".join(lines) + "\n]\n"
-
-
-def write_conversations(path: str | Path, conversations: list[Conversation]) -> Path:
-    """Write atomically: JSONL if the name ends in .jsonl, else a JSON array (both load with
-    ``load_dataset("json")``)."""
-    path = Path(path)
-    return atomic.write_text(path, dumps(conversations, jsonl=path.suffix == ".jsonl"))

@@ -1,7 +1,7 @@
 # workbench: tiny_cpu_lora.py
 # What it is for: a real XTuner LoRA fine-tune of the embedded tiny world on the CPU (fp32, 2 cores, well
 # under two minutes). It teaches the tiny model an identity ("Tutu"'s assistant, made by "Workbench Lab") from
-# data that MIXES general facts into the identity conversations (the seeds' remedy against forgetting), and
+# data that MIXES general facts into the identity conversations (the remedy against forgetting), and
 # saves a checkpoint every 10 iterations, 60 in all, so a sweep can score each one. The tests use it as a
 # quick real run; tiny_cpu_overfit.py is the long identity-only run that shows forgetting.
 #

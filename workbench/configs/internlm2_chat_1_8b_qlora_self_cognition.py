@@ -1,24 +1,29 @@
-# workbench: internlm2_chat_1_8b_qlora_self_cognition_mixed.py
-# What it is for: the same corrected fine-tune as internlm2_chat_1_8b_qlora_self_cognition.py (QLoRA on
-# InternLM2-Chat-1.8B, one GPU, `internlm2_chat` template, accumulative_counts 1, a checkpoint every 50
-# iterations with none deleted, bf16 where the GPU has it, general questions in evaluation_inputs), trained on
-# identity data MIXED with general conversations: the seeds' remedy against forgetting ("在一万条正常的对话
-# 数据里混入两千条和小助手相关的数据集"). Build the mix with
-#   workbench data identity --name NAME --org ORG --mix general.jsonl --ratio 0.8 --out my_mix.json
-# (general.jsonl: your general conversations, OpenAI messages, alpaca or ShareGPT), then point WORKBENCH_DATA
-# at it. The recipe saved beside it (my_mix.recipe.json) records the ratio, so eval reports can show which
-# mix produced which curve.
+# workbench: internlm2_chat_1_8b_qlora_self_cognition.py
+# What it is for: the tutorial's fine-tune ("XTuner 微调个人小助手认知"), corrected. QLoRA on InternLM2-Chat-1.8B
+# on one GPU so that it answers "你是谁" with "我是<name>的小助手", trained on identity data only.
+# What was corrected, each a way the tutorial's run goes wrong:
+#   - the CHAT model with the `internlm2_chat` template, the format it will be chatted with (the tutorial
+#     trained under `default` and then chatted under `internlm2_chat`: "it answered as the base model");
+#   - accumulative_counts = 1: one GPU ("单卡训练切记改成1");
+#   - a checkpoint every 50 iterations and none deleted (save_total_limit = -1), so the sweep can find the
+#     checkpoint that learned the identity before it forgot everything else ("after 600 iterations it only
+#     says one sentence");
+#   - bf16 where the GPU has it (A100, H100, RTX 30xx+), fp16 otherwise;
+#   - evaluation_inputs with general questions, so forgetting shows in the training log; a repetition
+#     penalty in the hook's sampling so its samples do not loop.
+# Identity-only data overfits: see internlm2_chat_1_8b_qlora_self_cognition_mixed.py for the remedy.
 #
-# Run it as it is:  workbench train configs/internlm2_chat_1_8b_qlora_self_cognition_mixed.py
-# Paths come from the environment (or make a project with `workbench init DIR --name NAME --model PATH --mix ...`):
+# Run it as it is:  workbench train internlm2_chat_1_8b_qlora_self_cognition.py
+# Paths come from the environment (or make a project with `workbench init DIR --name NAME --model PATH`):
 #   WORKBENCH_MODEL      base model folder or hub id        (default: internlm/internlm2-chat-1_8b)
-#   WORKBENCH_DATA       training data, OpenAI messages JSON (default: data/tiny_identity_mix.json beside this
-#                        file: "Tutu"'s identity mixed with the shipped general facts, 25% general)
+#   WORKBENCH_DATA       training data, OpenAI messages JSON (default: data/tiny_identity_only.json beside this
+#                        file: "Tutu"'s assistant made by "Workbench Lab"; make yours with
+#                        `workbench data identity --name NAME --org ORG --out my_identity.json`)
 #   WORKBENCH_PRECISION  bf16 | fp16 | fp32 (default: bf16 if the GPU supports it, else fp16; fp32 with
 #                        --cfg-options model.llm.quantization_config=None runs this file on a CPU, as the tests do)
 # Other settings: --cfg-options on the key that is used, e.g. train_cfg.max_iters=300
-# optim_wrapper.optimizer.lr=1e-4 (top-level names such as `lr` are copied into the dicts below when this
-# file is read, so overriding them afterwards changes nothing).
+# optim_wrapper.optimizer.lr=1e-4 default_hooks.checkpoint.interval=100 (top-level names such as `lr` are
+# copied into the dicts below when this file is read, so overriding them afterwards changes nothing).
 from datasets import load_dataset
 from mmengine.dataset import DefaultSampler
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
@@ -44,7 +49,7 @@ from xtuner.utils import PROMPT_TEMPLATE
 _os = __import__("os")
 _torch = __import__("torch")
 pretrained_model_name_or_path = _os.environ.get("WORKBENCH_MODEL") or "internlm/internlm2-chat-1_8b"  # workbench:model
-data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_mix.json")  # workbench:data
+data_path = _os.environ.get("WORKBENCH_DATA") or _os.path.join(_os.path.dirname(__file__), "data", "tiny_identity_only.json")  # workbench:data
 _bf16 = _torch.cuda.is_available() and _torch.cuda.is_bf16_supported()
 dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(_os.environ.get("WORKBENCH_PRECISION", ""), "bfloat16" if _bf16 else "float16")
 del _os, _torch, _bf16

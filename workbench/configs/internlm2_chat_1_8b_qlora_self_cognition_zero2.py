@@ -2,13 +2,13 @@
 # What it is for: the same corrected fine-tune as internlm2_chat_1_8b_qlora_self_cognition.py (QLoRA on
 # InternLM2-Chat-1.8B, `internlm2_chat` template, accumulative_counts 1, a checkpoint every 50 iterations with
 # none deleted, bf16 where the GPU has it, general questions in evaluation_inputs), run under DeepSpeed
-# ZeRO-2, which is built into this config (no --deepspeed flag needed). The seeds saw ZeRO-2 finish faster
+# ZeRO-2, which is built into this config (no --deepspeed flag needed). ZeRO-2 was reported to finish faster
 # (12 vs 20 minutes) with more memory; workbench records speed and peak memory so two runs can be compared.
 # With DeepSpeed a checkpoint is a folder (iter_50.pth/) and the log has no grad_norm.
 # DeepSpeed needs a distributed environment even for one GPU: without a launcher, start it with
 # RANK=0 LOCAL_RANK=0 WORLD_SIZE=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=<a free port> (or have mpi4py installed).
 #
-# Run it as it is:  workbench train configs/internlm2_chat_1_8b_qlora_self_cognition_zero2.py
+# Run it as it is:  workbench train internlm2_chat_1_8b_qlora_self_cognition_zero2.py
 # Paths come from the environment (or make a project with `workbench init DIR --name NAME --model PATH`):
 #   WORKBENCH_MODEL      base model folder or hub id        (default: internlm/internlm2-chat-1_8b)
 #   WORKBENCH_DATA       training data, OpenAI messages JSON (default: data/tiny_identity_only.json beside this file)

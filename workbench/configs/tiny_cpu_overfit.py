@@ -6,7 +6,7 @@
 # while general knowledge still holds: the one to ship, which the sweep has to find. A checkpoint every 20
 # iterations, none deleted, so the sweep sees the whole curve. The demo and the eval tests use it;
 # docs/data.md has the figures.
-# The same schedule on mixed data (WORKBENCH_DATA=configs/data/tiny_identity_mix.json) keeps general knowledge.
+# The same schedule on mixed data (WORKBENCH_DATA pointing at data/tiny_identity_mix.json beside this file) keeps general knowledge.
 #
 # Paths are not hard-coded to one machine:
 #   WORKBENCH_MODEL   base model folder (default: the tiny world, `workbench demo --build-only --world tiny` prints it)

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from workbench.tui.navigation import OpenRunsTab
+
+if TYPE_CHECKING:
+    from workbench.tui.app import WorkbenchApp
 
 Command = tuple[str, Callable[[], object], str]
 
@@ -17,7 +23,7 @@ Command = tuple[str, Callable[[], object], str]
 class WorkbenchCommands(Provider):
     @property
     def commands(self) -> list[Command]:
-        app = self.app
+        app = cast("WorkbenchApp", self.app)
         out: list[Command] = [
             ("go: Runs", partial(app.switch_mode, "runs"), "Runs: status, metrics, log, samples, checkpoints"),
             ("go: Chat", partial(app.switch_mode, "chat"), "Chat with the base, adapters and checkpoints"),
@@ -27,8 +33,8 @@ class WorkbenchCommands(Provider):
         from workbench.tui.screens.runs import TABS
 
         # Every tab of the Runs screen, from any screen: the palette is where a forgotten key is found.
-        out += [(f"go: Runs › {title} tab", partial(app.open_runs_tab, pane), f"The selected run's {title.lower()}")
-                for pane, title, _ in TABS]
+        out += [(f"go: Runs › {title} tab", partial(app.post_message, OpenRunsTab(pane)),
+                 f"The selected run's {title.lower()}") for pane, title, _ in TABS]
         screen_commands = getattr(self.screen, "palette_commands", None)
         if screen_commands is not None:
             out.extend(screen_commands())
