@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,22 @@ def board(tmp_path, monkeypatch) -> Path:
     return path
 
 
+def started(*argv: str) -> subprocess.Popen:
+    """A child whose command line is `argv`, once it shows in /proc (between fork and exec a child still carries
+    its parent's command line: a scan right after Popen can miss it)."""
+    proc = subprocess.Popen(list(argv))
+    wanted = "\0".join(argv[-2:]).encode()
+    deadline = time.monotonic() + 60
+    while wanted not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"{argv} never showed in /proc"
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.fixture
 def fake_trainer():
     """A process whose command line is a training run's (what `training_processes` looks for)."""
-    proc = subprocess.Popen([sys.executable, "-c", SLEEP, "workbench.xtuner_compat", "train", "cfg.py"])
+    proc = started(sys.executable, "-c", SLEEP, "workbench.xtuner_compat", "train", "cfg.py")
     yield proc
     proc.kill()
     proc.wait()
@@ -55,9 +68,9 @@ def test_a_trainer_runs_on_the_cores_the_claims_leave_and_never_on_more_than_it_
 
 
 def test_training_processes_are_found_and_their_supervisors_are_not():
-    trainer = subprocess.Popen([sys.executable, "-c", SLEEP, "workbench.xtuner_compat", "train", "cfg.py"])
-    supervisor = subprocess.Popen([sys.executable, "-c", SLEEP, "workbench.runs.supervise", "--",
-                                   "python", "-m", "workbench.xtuner_compat", "train", "cfg.py"])
+    trainer = started(sys.executable, "-c", SLEEP, "workbench.xtuner_compat", "train", "cfg.py")
+    supervisor = started(sys.executable, "-c", SLEEP, "workbench.runs.supervise", "--",
+                         "python", "-m", "workbench.xtuner_compat", "train", "cfg.py")
     try:
         found = cpushare.training_processes()
         assert trainer.pid in found and supervisor.pid not in found

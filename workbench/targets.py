@@ -257,7 +257,7 @@ def resolve(*, run: str | None = None, work_dir: str | None = None,
                 chosen, damaged = split_damaged(chosen)
                 if damaged and not chosen:
                     raise BadInput(damaged[0])
-                skipped = [f"left out of the sweep: {why}" for why in damaged]
+                skipped = [f"left out (damaged): {why}" for why in damaged]
             targets += [Target(f"iter_{c.iteration}", CHECKPOINT, str(c.path), c.iteration, config) for c in chosen]
         found_base = _base_of(dumped) or _base_of(config)
     elif adapters:
@@ -341,8 +341,8 @@ def resolve_spec(spec, settings=None, *, taken: Mapping[str, str] | None = None)
     follows the naming rule), its run's checkpoints (``iter_N``) and its merged model (``merged``), in that order
     after the base."""
     common = dict(config=spec.config, trust_remote_code=spec.trust_remote_code, settings=settings, local_base=True)
-    if spec.run:
-        res = resolve(run=spec.run, base=spec.base, taken=taken, **common)
+    if spec.run:  # a damaged checkpoint of the run is left out and named; the others still answer
+        res = resolve(run=spec.run, base=spec.base, taken=taken, check=True, **common)
         if spec.adapters:
             own = resolve(adapters=list(spec.adapters), base=res.base, taken=taken, **common)
             adapters = [t for t in own.targets if t.kind != BASE]

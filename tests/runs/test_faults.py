@@ -139,6 +139,20 @@ def test_chat_names_a_damaged_checkpoint_before_loading_anything(damaged_run, wb
         assert "loading" not in proc.stderr and ("damaged" in line or "not a checkpoint" in line)
 
 
+def test_chat_on_a_run_leaves_its_damaged_checkpoints_out_by_name_and_chats_with_the_others(damaged_run, wb_home,
+                                                                                           tiny_world):
+    # Before: `chat --run` loaded every checkpoint and ended in torch's PytorchStreamReader traceback.
+    proc = subprocess.run([sys.executable, "-m", "workbench", "chat", str(tiny_world), "--run", damaged_run["id"]],
+                          input="/models\n/quit\n", capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, WORKBENCH_HOME=str(wb_home)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    left_out = [line for line in proc.stderr.splitlines() if line.startswith("left out (damaged):")]
+    assert sorted(Path(line.split(": ")[1]).name for line in left_out) == ["iter_20.pth", "iter_30.pth"]
+    listed = proc.stdout + proc.stderr
+    assert "iter_10" in listed and "iter_60" in listed and " iter_20 " not in listed
+
+
 @pytest.mark.slow
 def test_the_sweep_goes_on_without_a_damaged_checkpoint_and_names_it(damaged_run, wb_home):
     proc = cli("eval", "--run", damaged_run["id"], "--iters", "10,20", "--evalset", "identity", "--format", "json",
@@ -146,7 +160,7 @@ def test_the_sweep_goes_on_without_a_damaged_checkpoint_and_names_it(damaged_run
     assert proc.returncode in (0, 1), proc.stderr  # 1: a gate not met is fine; the sweep ran
     report = json.loads(proc.stdout)
     assert sorted({r["name"] for r in report["rows"]} - {"base"}) == ["iter_10"]
-    (warning,) = [w for w in report["warnings"] if "left out of the sweep" in w]
+    (warning,) = [w for w in report["warnings"] if "left out (damaged)" in w]
     assert str(damaged_run["cut"]) in warning
 
 

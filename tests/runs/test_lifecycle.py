@@ -92,7 +92,9 @@ def finished_run(home, env, tmp_path_factory) -> dict:
 
 
 def test_a_run_survives_the_hangup_of_its_terminal_and_finishes(finished_run):
-    assert finished_run["launcher_exit"] == -signal.SIGHUP
+    # The kernel delivers the hang-up asynchronously: a launcher that writes to the dead terminal first ends on its
+    # I/O error (exit 1) instead of the signal. Either way the launcher is gone and the run is not.
+    assert finished_run["launcher_exit"] in (-signal.SIGHUP, 1)
     record = finished_run["record"]
     assert (record["status"], record["exit_code"], record["reason"]) == ("finished", 0, None)
     assert record["ended_at"] > record["started_at"]

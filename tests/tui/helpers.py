@@ -22,8 +22,10 @@ def install_recorded_run(dest: Path, model: str = "/nonexistent/tiny-world") -> 
             for key, value in fill.items():
                 text = text.replace(key, value)
             path.write_text(text, encoding="utf-8")
-    for it in json.loads((dest / "checkpoints.json").read_text()):
+    listed = dest / "checkpoints.json"
+    for it in json.loads(listed.read_text()):
         (dest / f"iter_{it}.pth").write_bytes(b"")
+    listed.unlink()  # the recording's, not training's: the work dir holds only what training writes
     return dest
 
 

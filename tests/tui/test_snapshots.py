@@ -148,3 +148,47 @@ def test_start_run_form(recorded_home, snap_compare, monkeypatch):
         await wait_for(pilot, lambda: "a new folder" in screen_text(pilot.app), 10, "the work dir checked")
 
     assert snap_compare(_app(), terminal_size=SIZE, run_before=steady(before))
+
+
+def test_keys_panel_on_the_chat_screen(recorded_home, snap_compare):
+    async def before(pilot):
+        await wait_for(pilot, lambda: "no model loaded" in screen_text(pilot.app), 10, "the Chat screen")
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: "Keys: Chat screen" in screen_text(pilot.app), 5, "the keys panel")
+
+    assert snap_compare(_app(start_mode="chat"), terminal_size=SIZE, run_before=steady(before))
+
+
+def test_reopened_comparison_conversation(recorded_home, snap_compare, monkeypatch):
+    """A saved conversation with a plain turn, a cleared context and two side-by-side comparisons, reopened with
+    ctrl+l. The models are a fake backend (`tests/models/fake_backend.py`): the screen's reopen path is real, only
+    the model load is replaced."""
+    from models.fake_backend import fake_session  # tests/models (pytest puts tests/ on the path)
+
+    import workbench.tui.core as core
+    from workbench.models import conversations as convs
+
+    folder = convs.conversations_dir(Settings())
+    first = fake_session(folder, checkpoints=("iter_60", "iter_300"))
+    list(first.ask("What is the capital of Germany?"))
+    first.clear_context()
+    first.compare("Who are you?", ["base", "iter_60", "iter_300"])
+    first.compare("你是谁", ["base", "iter_60", "iter_300"])
+    conv_id = first.conversation_id
+
+    def reopen(spec, current, settings, conversation_id=None, notice=None):
+        conv = convs.find(conversation_id, folder)
+        return fake_session(folder, checkpoints=("iter_60", "iter_300"), conversation=conv)
+
+    monkeypatch.setattr(core, "open_chat_session", reopen)
+
+    async def before(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: "no model loaded" in screen_text(app), 10, "the Chat screen")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "PickModal", 5, "the saved conversations")
+        assert [oid for oid, _ in app.screen.options] == [conv_id]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "iter_300 says 你是谁" in screen_text(app), 10, "the three panes")
+
+    assert snap_compare(_app(start_mode="chat"), terminal_size=SIZE, run_before=steady(before))

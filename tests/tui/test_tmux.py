@@ -6,6 +6,7 @@ adapter, compare side by side, open Eval. Every wait polls `capture-pane` with a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,8 +27,8 @@ WORKBENCH = str(Path(sys.executable).with_name("workbench"))
 class Pane:
     """One tmux server (its own socket) with one 80x24 session running a command."""
 
-    def __init__(self, command: str, cwd: Path, env: dict[str, str]):
-        self.socket = f"wbtest{os.getpid()}"
+    def __init__(self, command: str, cwd: Path, env: dict[str, str], name: str = ""):
+        self.socket = f"wbtest{os.getpid()}{name}"
         self.env = env
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         self._tmux("new-session", "-d", "-s", "wb", "-x", "80", "-y", "24", "-c", str(cwd),
@@ -154,3 +155,27 @@ def test_workbench_with_screen_opens_that_screen_as_workbench_tui_does(tiny_worl
         assert "No such option" not in p.text()
     finally:
         p.close()
+
+
+def test_two_tuis_open_on_one_home_follow_a_run_to_its_end_without_an_error(tiny_world, tmp_path):
+    # Two terminals on one machine (two SSH sessions): both poll the registry and store the run's end.
+    from workbench.paths import configs_dir
+
+    home = tmp_path / "home"
+    env = {"WORKBENCH_HOME": str(home), "WORKBENCH_MODEL": str(tiny_world), "OMP_NUM_THREADS": "1"}
+    started = subprocess.run([WORKBENCH, "train", str(configs_dir() / "tiny_cpu_lora.py"), "--work-dir",
+                              str(tmp_path / "work"), "--cfg-options", "train_cfg.max_iters=20", "--json"],
+                             capture_output=True, text=True, env=dict(os.environ, **env), timeout=300)
+    assert started.returncode == 0, started.stderr
+    run_id = json.loads(started.stdout)["id"]
+    panes = [Pane(WORKBENCH, tmp_path, env, name=n) for n in ("a", "b")]
+    try:
+        for p in panes:
+            p.wait(rf"{run_id} .*(running|starting)|{run_id} .*finished", 60)
+        for p in panes:
+            p.wait(rf"{run_id} .*finished .* 20/20", 600)
+        errors = home / "cache" / "tui-errors.log"
+        assert not errors.exists(), errors.read_text()
+    finally:
+        for p in panes:
+            p.close()

@@ -21,12 +21,16 @@ HELP = """commands:
   /use NAME           switch to a variant (base = adapters off)
   /load NAME=PATH     attach another adapter folder or iter_N.pth checkpoint
   /all [PROMPT]       send the last prompt (or PROMPT) to every variant, answers side by side
+  /clear              clear the context: later prompts are sent without the turns so far (same conversation)
+  /context            how many turns and tokens each prompt is sent with now
   /reset              forget the history, start a new conversation
   /save [TITLE]       name this conversation (it is saved as you go) and show where it is
   /system [TEXT]      show or set the system prompt
   /template           show the chat template in use
   /help               this list
-  /quit               leave (Ctrl-D too)"""
+  /quit               leave (Ctrl-D, or a bare `quit` or `exit`, too)
+
+Each prompt is sent with the conversation so far (since the last /clear)."""
 
 
 def _adapter_pairs(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -198,6 +202,8 @@ class Repl:
             line = line.strip()
             if not line:
                 continue
+            if line.lower() in ("quit", "exit"):  # what people type to leave; never a prompt worth sending
+                return
             try:
                 if line.startswith("/"):
                     if self.command(line) is False:
@@ -254,6 +260,11 @@ class Repl:
             for name, reply in results:
                 mark = " [loop]" if reply.looped else ""
                 self.write(f"{name:<{width}} │ {reply.text.replace(chr(10), ' ⏎ ')}{mark}\n")
+        elif cmd == "clear":
+            self.write("context cleared: the next prompt is sent alone\n" if s.clear_context()
+                       else "the context is already empty\n")
+        elif cmd == "context":
+            self.write(s.context_info().describe() + "\n")
         elif cmd == "reset":
             s.reset()
             self.write("history cleared (new conversation)\n")

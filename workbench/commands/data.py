@@ -158,7 +158,10 @@ def init(directory, name, org, model, config_template, mix, ratio, as_json) -> N
     info(f"project: {result['dir']}")
     for f in result["files"]:
         info(f"  {f}")
-    info(f"next: workbench train {result['config']}")
+    if not mix:
+        info("note: the data is identity conversations alone, and more than 3 passes over them make the model forget "
+             "what it knew (`workbench inspect` counts them); --mix FILE adds general conversations")
+    info(f"next: workbench inspect {result['config']}, then workbench train {result['config']}")
     click.echo(result["dir"])
 
 

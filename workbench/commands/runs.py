@@ -1,4 +1,4 @@
-"""`workbench train | runs | import | logs | checkpoints | stop | resume | convert | merge`.
+"""`workbench train | runs (rm, rename) | import | logs | checkpoints | stop | resume | convert | merge`.
 
 Thin: every command parses its flags, calls one function of `workbench.runs` (the same ones the TUI
 calls) and prints the result (stdout = data, stderr = diagnostics).
@@ -85,27 +85,70 @@ def _started(run, as_json: bool) -> None:
         info(f"  follow it: workbench logs {run.id} --follow    stop it: workbench stop {run.id}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def runs(as_json):
+@click.option("--filter", "query", metavar="TEXT", default="",
+              help="Only the runs whose id, name, config or status contains every word (`status:running`, "
+                   "`status:ended`... filter by status).")
+@click.pass_context
+def runs(ctx, as_json, query):
     """List training runs, with their status derived now from processes and files, and the progress, loss and
-    eta they last logged."""
+    eta they last logged. `workbench runs rm RUN` deletes a run with its files, `workbench runs rename RUN NAME`
+    renames one."""
+    if ctx.invoked_subcommand is not None:
+        return
     from workbench.runs import registry
     from workbench.runs.follow import latest_metrics
+    from workbench.runs.manage import filter_runs
 
-    found = registry.list_runs()
+    found = filter_runs(registry.list_runs(), query)
     latest = {r.id: latest_metrics(r) for r in found}
     if as_json:
         emit_json([{**r.to_dict(), **_progress(r, latest[r.id])} for r in found])
         return
     if not found:
-        info("no runs yet (start one with `workbench train CONFIG`)")
+        info(f"no run matches {query!r}" if query else "no runs yet (start one with `workbench train CONFIG`)")
         return
     rows = [{"id": r.id, "name": r.name, "status": r.status.value, **_progress_cells(r, latest[r.id]),
              "started": _when(r.started_at), "time": _duration(r.duration), "exit": r.exit_code,
              "parent": r.parent_id or "", "reason": _clip(r.reason or "", 100), "work_dir": r.work_dir} for r in found]
     click.echo(table(rows, ["id", "name", "status", "progress", "loss", "eta", "started", "time", "exit", "parent",
                             "work_dir", "reason"]))
+
+
+@runs.command("rm")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal).")
+def runs_rm(run_ref, yes):
+    """Delete a run with its files: its run folder and log folder, and its work dir when no other run used it
+    (and it holds only what training writes). A running run is refused: stop it first."""
+    import sys
+
+    from workbench.runs.manage import delete_run, plan_delete
+
+    plan = plan_delete(run_ref)
+    info(f"run {plan.run.id} ({plan.run.name}, {plan.run.status.value}):")
+    for line in plan.describe():
+        info(f"  {line}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput(f"not deleting run {plan.run.id} without --yes (no terminal to ask in)")
+        if not click.confirm("Delete it?", default=False, err=True):
+            info("nothing deleted")
+            return
+    delete_run(plan.run, confirmed=plan)
+    click.echo(f"{plan.run.id} deleted")
+
+
+@runs.command("rename")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("name")
+def runs_rename(run_ref, name):
+    """Give RUN another NAME (shown in `workbench runs`, the TUI, checkpoint labels)."""
+    from workbench.runs.manage import rename_run
+
+    run = rename_run(run_ref, name)
+    click.echo(f"{run.id} {run.name}")
 
 
 def _progress(run, last) -> dict:

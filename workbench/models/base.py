@@ -208,6 +208,11 @@ class Backend(ABC):
         or on a server). Setting `cancel` stops it within one token step. After the iteration ends, the stream's
         `reply` is the full `Reply`."""
 
+    def count_tokens(self, text: str) -> int | None:
+        """How many tokens `text` is to this model (no special tokens), or None when the backend cannot tell
+        (a server): the chat's context line then estimates. Call it from the thread that generates."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - most backends have nothing to release beyond the model
         """Release the model (and any server process)."""
 

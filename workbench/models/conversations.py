@@ -47,6 +47,8 @@ class Conversation:
     title: str = ""
     system: str | None = None
     updated: float = 0.0
+    #: messages before this index are no longer sent to the model (the context was cleared there)
+    context_start: int = 0
 
     @property
     def display_title(self) -> str:
@@ -138,6 +140,9 @@ def read(path: str | Path) -> Conversation:
             conv.system = rec.get("system")
         elif kind == "reset":
             conv.messages.clear()
+            conv.context_start = 0
+        elif kind == "clear":  # the context was cleared: later turns do not see the earlier ones
+            conv.context_start = len(conv.messages)
     if conv is None:
         raise BadInput(f"{path}: empty conversation file")
     return conv
@@ -176,7 +181,9 @@ def to_markdown(conv: Conversation) -> str:
     h = conv.header
     out = [f"# {conv.display_title}", "", f"- id: {conv.id}", f"- base: {h.get('base') or '-'}",
            f"- template: {h.get('template')}" + (f" (system: {conv.system!r})" if conv.system else ""), ""]
-    for m in conv.messages:
+    for i, m in enumerate(conv.messages):
+        if i and i == conv.context_start:
+            out += ["---", "", "*(context cleared: the turns below do not see the ones above)*", ""]
         who = "you" if m["role"] == "user" else m.get("variant") or "assistant"
         out += [f"**{who}**: {m['content']}", ""]
     for c in conv.comparisons:

@@ -263,6 +263,9 @@ class TransformersBackend(Backend):
                 self._peft.set_adapter(name)
             self._active = name
 
+    def count_tokens(self, text: str) -> int | None:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
     def describe(self) -> dict:
         return {**super().describe(), "base": str(self.base_path), "device": self.device,
                 "dtype": str(self.dtype).replace("torch.", ""),

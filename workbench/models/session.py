@@ -9,18 +9,17 @@ names, trust_remote_code); `open_session` loads it.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from workbench.errors import BadInput
 from workbench.models import conversations as convs
-from workbench.models.base import Backend, GenerationSettings, Reply, get_backend, settings_options
+from workbench.models.base import Backend, GenerationSettings, Notice, Reply, get_backend, settings_options
 from workbench.models.target import BASE, CHECKPOINT, MERGED, Target
 from workbench.models.templates import ResolvedFormat, resolve_format
-
-Notice = Callable[[str], None]
 
 
 @dataclass
@@ -85,6 +84,23 @@ def spec_from(settings, /, **overrides) -> ModelSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class ContextInfo:
+    """What the next prompt is sent with: the turns since the context was last cleared and their tokens
+    (the messages' own tokens, without the template's markers; `estimated` when a backend could not count them
+    and ~4 characters a token was assumed)."""
+
+    turns: int
+    tokens: int
+    estimated: bool = False
+
+    def describe(self) -> str:
+        if not self.turns:
+            return "context: empty (the next prompt is sent alone)"
+        return (f"context: {self.turns} turn{'s' if self.turns != 1 else ''}, "
+                f"{'~' if self.estimated else ''}{self.tokens:,} tokens")
+
+
 class ChatSession:
     """Loaded variants + chat format + history. Not thread-safe: one caller drives it (a UI thread hands
     `ask` to a worker and reads pieces as they come)."""
@@ -100,11 +116,14 @@ class ChatSession:
         self.notices = notices
         self.current = current
         self.messages: list[dict] = []
+        #: messages before this index are not sent any more (`clear_context`); the transcript keeps them
+        self.context_start = 0
         self.last_reply: Reply | None = None
         self.train_config: str | None = None
         if conversation is not None:
             self._writer = convs.ConversationWriter.reopen(conversation)
             self.messages = [dict(m) for m in conversation.messages]
+            self.context_start = min(conversation.context_start, len(self.messages))
             if conversation.system is not None:
                 self.format.format = self.format.format.with_system(conversation.system)
         else:
@@ -155,13 +174,16 @@ class ChatSession:
         """Send `text` to the current variant; yields the answer piece by piece. When the iterator ends,
         the turn is in the history and the conversation file, and `last_reply` holds the `Reply`."""
         v = self._use(self.current)
-        prompt = [{"role": m["role"], "content": m["content"]} for m in self.messages]
+        prompt = self.context_messages()
         prompt.append({"role": "user", "content": text})
         stream = v.backend.stream(prompt, self.format.format, self.settings, cancel=cancel)
         yield from stream
         reply = stream.reply
         self.last_reply = reply
-        user = {"role": "user", "content": text}
+        user: dict[str, object] = {"role": "user", "content": text}
+        counted = v.backend.count_tokens(text)  # here, in the generating thread: the context line shows it
+        if counted is not None:
+            user["tokens"] = counted
         answer = {"role": "assistant", "content": reply.text, "variant": v.name, "stop_reason": reply.stop_reason,
                   "tokens": reply.tokens}
         self.messages += [user, answer]
@@ -171,6 +193,34 @@ class ChatSession:
     def last_prompt(self) -> str | None:
         return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), None)
 
+    # the context: what each prompt is sent with ----------------------------------------------------
+    def context_messages(self) -> list[dict]:
+        """The history the next prompt is sent with ({"role", "content"}): every turn since the context was
+        last cleared (`clear_context`)."""
+        return [{"role": m["role"], "content": m["content"]} for m in self.messages[self.context_start:]]
+
+    def context_info(self) -> ContextInfo:
+        """How much context the next prompt carries (cheap: reads counts made while answering; a message
+        without one is estimated, never tokenized here, as this runs on a UI thread)."""
+        ctx = self.messages[self.context_start:]
+        tokens, estimated = 0, False
+        for m in ctx:
+            n = m.get("tokens")
+            if not isinstance(n, int):
+                n, estimated = max(1, round(len(m["content"]) / 4)), True
+            tokens += n
+        return ContextInfo(sum(m["role"] == "user" for m in ctx), tokens, estimated)
+
+    def clear_context(self) -> bool:
+        """Stop sending the turns so far: the next prompt starts a fresh context in the same conversation
+        (its file keeps every turn and records where the context was cleared, so a reopen clears it there
+        too). False when the context was already empty."""
+        if self.context_start >= len(self.messages):
+            return False
+        self.context_start = len(self.messages)
+        self._writer.append({"type": "clear"})
+        return True
+
     def compare(self, text: str | None = None, names: list[str] | None = None) -> list[tuple[str, Reply]]:
         """Answer one prompt (default: the last one sent) with every variant, on the same history.
 
@@ -178,8 +228,9 @@ class ChatSession:
         prompt_text = text or self.last_prompt()
         if prompt_text is None:
             raise BadInput("nothing to compare yet: send a prompt first (or /all PROMPT)")
-        history = [{"role": m["role"], "content": m["content"]} for m in self.messages]
-        if text is None:  # the last prompt: compare on the history before it
+        history = self.context_messages()
+        # the last prompt: compare on the history before it (none when the context was cleared since)
+        if text is None and any(m["role"] == "user" for m in history):
             last_user = max(i for i, m in enumerate(history) if m["role"] == "user")
             history = history[:last_user]
         conv = [*history, {"role": "user", "content": prompt_text}]
@@ -196,6 +247,7 @@ class ChatSession:
     def reset(self) -> None:
         """Forget the history and start a new conversation (the old one stays saved)."""
         self.messages = []
+        self.context_start = 0
         self._writer = self._new_writer()
 
     def set_system(self, system: str) -> None:
@@ -228,7 +280,7 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
         notes.append(msg)
         say(msg)
 
-    for line in resolved.notes:
+    for line in [*resolved.notes, *resolved.warnings]:  # warnings: damaged checkpoints left out, by name
         note(line)
     train_cfg_path = resolved.config
     base = resolved.base
@@ -278,14 +330,37 @@ def open_session(spec: ModelSpec, settings: GenerationSettings | None = None, no
     return session
 
 
+_HASH = re.compile(r"[0-9a-f]{12,}")
+
+
+def model_label(path: str | Path | None) -> str:
+    """One name for a model folder, however it was reached: a symlink (the tiny world's ``current``) is followed,
+    and a content-hash folder is named by its parent with the hash's start (``tiny-world@56383dac``); a hub
+    snapshot by its repo id. A name that is not a folder here (a hub id) is shown as given."""
+    if not path:
+        return ""
+    p = Path(str(path)).expanduser()
+    if not p.exists():
+        return str(path).rstrip("/")
+    p = p.resolve()
+    parent = p.parent
+    if parent.name == "snapshots" and parent.parent.name.startswith("models--"):
+        return parent.parent.name[len("models--"):].replace("--", "/")
+    if _HASH.fullmatch(p.name):
+        return f"{parent.name}@{p.name[:8]}"
+    return p.name
+
+
 def refit_format(session: ChatSession, template: str | None = None, system: str | None = None) -> None:
     """Change a session's chat template and/or system prompt; the warning against training is recomputed."""
     from workbench.models.templates import resolve_format
 
     fmt = session.format
-    name = template or (fmt.format.name if fmt.source == "flag" else session.spec.template)
+    name = template or (fmt.format.name if fmt.source in ("flag", "chosen") else session.spec.template)
+    # a template picked now reads "(chosen)"; one kept from --template still reads "(flag)"
+    source = "chosen" if template or fmt.source == "chosen" else "flag"
     new = resolve_format(name, system if system is not None else fmt.format.system, session.train_config,
-                         session.spec.base or session.spec.merged)
+                         session.spec.base or session.spec.merged, explicit_source=source)
     session.format = new
     if system is not None:
         session.set_system(system)

@@ -170,7 +170,7 @@ class ResolvedFormat:
     """The chat format chosen, where it came from, training's template name, and a warning if they differ."""
 
     format: ChatFormat
-    source: str  # "flag" | "training config" | "tokenizer" | "default"
+    source: str  # "flag" | "chosen" (in the TUI) | "training config" | "tokenizer" | "default"
     training_format: str | None
     warning: str | None
 
@@ -180,12 +180,14 @@ def resolve_format(
     system: str | None = None,
     train_config: str | Path | None = None,
     model_path: str | Path | None = None,
+    explicit_source: str = "flag",
 ) -> ResolvedFormat:
     """Choose the chat format: `explicit` (``--template``), else the training config's prompt_template and
     SYSTEM, else the tokenizer's chat template of `model_path`, else XTuner's ``default`` (with a warning).
 
     `system` (``--system``) overrides the system prompt whatever the source. The warning says when the
-    template or system prompt in use differs from training's.
+    template or system prompt in use differs from training's. `explicit_source` names where `explicit` came
+    from ("flag": ``--template``; "chosen": picked in the TUI).
     """
     train_name, train_system = (None, "")
     if train_config is not None:
@@ -193,7 +195,7 @@ def resolve_format(
     warning = None
     if explicit:
         fmt = get_format(explicit, system if system is not None else train_system)
-        source = "flag"
+        source = explicit_source
     elif train_name:
         fmt = get_format(train_name, system if system is not None else train_system)
         source = "training config"

@@ -34,9 +34,6 @@ def plan_start(config: str, cfg_options: list[str], name: str | None):
 
 def resolve_shipped(path: str) -> str:
     """A config path as typed, or the name of a shipped config (``tiny_cpu_lora.py``)."""
-    from workbench.paths import configs_dir
+    from workbench.paths import shipped_config
 
-    p = Path(path).expanduser()
-    if not p.exists() and (configs_dir() / p.name).exists():
-        return str(configs_dir() / p.name)
-    return str(p)
+    return str(shipped_config(path) or Path(path).expanduser())

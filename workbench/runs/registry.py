@@ -142,6 +142,13 @@ def update(run_id: str, **values) -> None:
         con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
 
 
+def remove(run_id: str) -> None:
+    """Delete one run's row (its files are `workbench.runs.manage.delete_run`'s business)."""
+    with _connect(create=False) as con:
+        if con is not None:
+            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
 def config_text(run_id: str) -> str | None:
     """The config as it was when the run started."""
     with _connect(create=False) as con:

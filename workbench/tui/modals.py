@@ -42,9 +42,10 @@ class ConfirmModal(_Modal):
         Binding("n", "answer(False)", "No", id="modal.no"),
     ]
 
-    def __init__(self, question: str, detail: str = "") -> None:
+    def __init__(self, question: str, detail: str = "", *, default_no: bool = False) -> None:
         super().__init__()
         self.question, self.detail = question, detail
+        self.default_no = default_no  # a destructive question: Enter on the focused button answers No
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -57,7 +58,7 @@ class ConfirmModal(_Modal):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
+        self.query_one("#no" if self.default_no else "#yes", Button).focus()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

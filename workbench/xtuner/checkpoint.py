@@ -58,7 +58,11 @@ def _torch_load(path: Path):
 
     # mmengine checkpoints hold message hubs and configs as well as tensors: weights_only cannot read them.
     # These are the user's own training outputs, the same files `xtuner convert` would load.
-    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_TOLERANT_PICKLE)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInput(f"{path}: not a checkpoint torch can read ({first})") from None
 
 
 def load_state_dict(checkpoint: str | Path) -> dict:

@@ -23,9 +23,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from workbench.models.session import model_label
 from workbench.tui.errors import WorkerErrors, error_text
 from workbench.tui.modals import PickManyModal, PickModal, PromptModal
 from workbench.tui.screens.chat_models import ModelsModal
+from workbench.tui.widgets.context_line import ContextLine
 from workbench.tui.widgets.navbar import NavBar
 from workbench.tui.widgets.transcript import ReplyChunk, ReplyDone, TokenBatcher, Transcript
 
@@ -100,6 +102,7 @@ class ChatScreen(WorkerErrors, Screen):
         Binding("ctrl+o", "models", "Models", id="chat.models"),
         Binding("ctrl+t", "swap", "Swap adapter", id="chat.swap"),
         Binding("ctrl+b", "compare", "Compare", id="chat.compare"),
+        Binding("ctrl+r", "clear_context", "Clear context", show=False, id="chat.clear_context"),  # on its line
         Binding("ctrl+n", "new", "New", id="chat.new"),
         Binding("ctrl+l", "open", "Open saved", id="chat.open"),
         Binding("ctrl+y", "template", "Template", show=False, id="chat.template"),
@@ -123,6 +126,7 @@ class ChatScreen(WorkerErrors, Screen):
         yield Static("", id="format-warning")
         with Horizontal(id="transcripts"):
             yield Transcript(id="transcript-0")
+        yield ContextLine(id="context-line")
         yield Input(placeholder="Ask something (Enter sends)", id="prompt")
         yield Footer()
 
@@ -138,6 +142,8 @@ class ChatScreen(WorkerErrors, Screen):
             ("chat: Choose models (base, checkpoints, adapters, backend)…", self.action_models, "Base loads once"),
             ("chat: Swap to the next variant", self.action_swap, "Keeps the conversation"),
             ("chat: Compare variants side by side…", self.action_compare, "One prompt to 2-4 variants"),
+            ("chat: Clear the context (the next prompt is sent alone)", self.action_clear_context,
+             "Same conversation; a marker shows where"),
             ("chat: New conversation", self.action_new, "The current one stays saved"),
             ("chat: Open a saved conversation…", self.action_open, "Reopen it and continue"),
             ("chat: Choose the chat template…", self.action_template, "Default: the training config's"),
@@ -216,7 +222,7 @@ class ChatScreen(WorkerErrors, Screen):
             return
         line = Text()
         line.append(f"{s.spec.backend}: ", style="dim")
-        line.append(str(s.spec.base or s.spec.merged or "").rstrip("/").split("/")[-1])
+        line.append(model_label(s.spec.base or s.spec.merged))  # one name, through `current` or its hash
         if len(self.variants) > 1:  # the panes' titles name them
             line.append(f"  comparing {len(self.variants)} variants", style="bold")
             line.append("  (ctrl+b: back)", style="dim")
@@ -234,6 +240,15 @@ class ChatScreen(WorkerErrors, Screen):
         warning = self.query_one("#format-warning", Static)
         warning.update(Text(f"⚠ {fmt.warning}", style="bold yellow") if fmt.warning else "")
         warning.display = bool(fmt.warning)
+        self._show_context()
+
+    def _show_context(self) -> None:
+        """The line above the prompt: the turns and tokens the next prompt is sent with, and the key that clears
+        them (as remapped in settings.toml)."""
+        key = next(b.key for b in self.BINDINGS if isinstance(b, Binding) and b.id == "chat.clear_context")
+        key = self.app._keymap.get("chat.clear_context", key).split(",")[0]
+        info = self.session.context_info() if self.session is not None else None
+        self.query_one("#context-line", ContextLine).show(info, self.app.get_key_display(Binding(key, "")))
 
     def action_models(self) -> None:
         def chosen(spec: dict | None) -> None:
@@ -303,11 +318,16 @@ class ChatScreen(WorkerErrors, Screen):
             transcript = Transcript(id="transcript-0")
             await box.mount(transcript)
             if self.session is not None:
-                for m in self.session.messages:  # the conversation so far, after a compare or a reopen
+                start = self.session.context_start
+                for i, m in enumerate(self.session.messages):  # the conversation so far, after a compare or a reopen
+                    if i and i == start:
+                        transcript.add_context_marker()
                     if m["role"] == "user":
                         transcript.add_user(m["content"])
                     else:
                         transcript.add_reply(m["content"], m.get("variant", ""))
+                if start and start == len(self.session.messages):
+                    transcript.add_context_marker()
         self._show_models()
 
     # -- prompting ----------------------------------------------------------------------------------------
@@ -376,6 +396,23 @@ class ChatScreen(WorkerErrors, Screen):
 
     def on_answered(self, _message: Answered) -> None:
         self.busy = False
+        self._show_context()
+
+    def action_clear_context(self) -> None:
+        """The next prompt is sent without the turns so far (`ChatSession.clear_context`): the same conversation
+        goes on, with a marker in the transcript where its context was cleared."""
+        if not self._need_session():
+            return
+        if self.busy:
+            self.notify("wait for the reply to finish (Escape stops it)", severity="warning")
+            return
+        if not self.session.clear_context():
+            self.notify("the context is already empty", timeout=2)
+            return
+        for t in self.query(Transcript):
+            t.add_context_marker()
+        self._show_context()
+        self.notify("context cleared: the next prompt is sent alone", timeout=3)
 
     def action_stop(self) -> None:
         if self.busy:

@@ -1,6 +1,7 @@
 """The Runs screen: every run with status, progress and eta; the selected run's metrics, log, samples and
 checkpoints; start (the start form: config, name, work dir, hyperparameters, warnings), stop, resume (each
-after a confirmation); checkpoint actions.
+after a confirmation); checkpoint actions. The list's own actions (filter, mark, compare, delete, rename) are
+in `runs_list.py`.
 
 All file and process work is the runs core's (`workbench.runs`), called from thread workers; the screen
 only turns their results (messages) into widgets.
@@ -12,7 +13,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +26,7 @@ from workbench.tui.errors import WorkerErrors
 from workbench.tui.modals import ConfirmModal, PromptModal
 from workbench.tui.navigation import OpenChat, OpenEval
 from workbench.tui.screens.run_panels import CheckpointsPanel, MetricsPanel, SamplesPanel
+from workbench.tui.screens.runs_list import COLUMNS, FilterBar, RunsListActions, RunsTable, row_cells
 from workbench.tui.widgets.logview import LogPanel
 from workbench.tui.widgets.navbar import NavBar
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
 EMPTY_HINT = ("No runs yet. n: start one from a config (tiny_cpu_lora.py trains on this CPU in minutes); "
               "a run started with plain `xtuner train`: `workbench import WORK_DIR`.")
-STATUS_STYLE = {"running": "bold green", "finished": "cyan", "failed": "bold red", "stopped": "yellow",
-                "lost": "red"}
 
 
 class RunsListed(Message):
@@ -66,39 +65,12 @@ class Done(Message):
         self.text, self.refresh_checkpoints = text, refresh_checkpoints
 
 
-def progress_text(done: int | None, total: int | None, width: int = 8) -> str:
-    if not total:
-        return "-"
-    done = min(done or 0, total)
-    filled = round(width * done / total)
-    return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
-
-
-class RunsTable(DataTable):
-    """The runs list. Home / End move the cursor to the newest / oldest run, not only the view."""
-
-    HELP_TITLE = "Runs list (when it has the focus)"
-    BINDINGS = [
-        Binding("home", "first", "Newest run", show=False, id="runs.first"),
-        Binding("end", "last", "Oldest run", show=False, id="runs.last"),
-    ]
-
-    def action_first(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=0)
-
-    def action_last(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=self.row_count - 1)
-
-
-COLUMNS = (("run", 6), ("name", 18), ("status", 8), ("progress", 18), ("loss", 7), ("eta", 8))
 #: The tabs: (pane id, title, the binding id of its key). Titles carry their key, which follows the keymap.
 TABS = (("tab-metrics", "Metrics", "runs.tab_metrics"), ("tab-log", "Log", "runs.tab_log"),
         ("tab-samples", "Samples", "runs.tab_samples"), ("tab-checkpoints", "Checkpoints", "runs.tab_checkpoints"))
 
 
-class RunsScreen(WorkerErrors, Screen):
+class RunsScreen(RunsListActions, WorkerErrors, Screen):
     if TYPE_CHECKING:  # the app is the workbench's (its settings, report_error...)
         app = getters.app(WorkbenchApp)
 
@@ -108,6 +80,11 @@ class RunsScreen(WorkerErrors, Screen):
         Binding("n", "new_run", "New run", id="runs.new"),
         Binding("s", "stop_run", "Stop", id="runs.stop"),
         Binding("r", "resume_run", "Resume", id="runs.resume"),
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("f", "cycle_status", "Status filter: all, running, ended", show=False, id="runs.status_filter"),
+        Binding("C", "compare", "Compare", id="runs.compare"),
+        Binding("d", "delete_run", "Delete the run and its files", show=False, id="runs.delete"),
+        Binding("R", "rename_run", "Rename the run", show=False, id="runs.rename"),
         Binding("m", "show_tab('tab-metrics')", "Metrics", show=False, id="runs.tab_metrics"),
         Binding("l", "show_tab('tab-log')", "Log", show=False, id="runs.tab_log"),
         Binding("a", "show_tab('tab-samples')", "Samples", show=False, id="runs.tab_samples"),
@@ -132,14 +109,16 @@ class RunsScreen(WorkerErrors, Screen):
         self._metrics: LatestMetrics | None = None  # made by the first listing
         self._metrics_lock = threading.Lock()  # an earlier listing thread may still be finishing
         self._follow_cancel = threading.Event()  # set: the selected run's follower stops
+        self._pending_select: str | None = None  # a run just started or resumed: selected once it is listed
 
     def compose(self) -> ComposeResult:
         yield NavBar("runs")
+        yield FilterBar(id="runs-filter-bar")
         table = RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        # Fixed widths (77 columns in all): live values never make the columns jump, and the header never
+        # Fixed widths (78 columns in all): live values never make the columns jump, and the header never
         # lags behind re-measured rows.
         for label, width in COLUMNS:
-            table.add_column(label, width=width)
+            table.add_column(label, width=width, key=label)
         yield table
         titles = {pane: self._tab_title(title, binding_id) for pane, title, binding_id in TABS}
         with TabbedContent(id="run-tabs"):
@@ -184,6 +163,14 @@ class RunsScreen(WorkerErrors, Screen):
             ("runs: Merge the selected checkpoint", self.action_merge, "Adapter merged into its base model"),
             ("runs: Chat with the selected checkpoint", self.action_chat_checkpoint, "Open Chat on it"),
             ("runs: Evaluate the selected run", self.action_eval_checkpoint, "Open Eval on this run"),
+            ("runs: Filter the runs list…", self.action_filter, "By id, name, config; status:running, status:ended"),
+            ("runs: Status filter (all, running, ended)", self.action_cycle_status, "Each time: the next status"),
+            ("runs: Mark / unmark the selected run", self.query_one(RunsTable).action_toggle_mark,
+             "Marked runs are compared together (space in the list)"),
+            ("runs: Compare runs' loss curves", self.action_compare, "The marked runs, or choose them"),
+            ("runs: Delete the selected run…", self.action_delete_run, "With its files, after naming them; "
+                                                                         "never a running run"),
+            ("runs: Rename the selected run…", self.action_rename_run, "Its name in the registry"),
         ]
 
     # -- the runs list ------------------------------------------------------------------------------------
@@ -205,13 +192,20 @@ class RunsScreen(WorkerErrors, Screen):
     def on_runs_listed(self, message: RunsListed) -> None:
         self.runs = message.runs
         self.latest = message.latest
-        table = self.query_one("#runs-table", DataTable)
+        self.show_rows()
+
+    def show_rows(self) -> None:
+        """The rows the filter lets through, newest first; the selection kept when it is still shown."""
+        table = self.query_one(RunsTable)
         by_id = {r.id: r for r in self.runs}
         metrics = self.query_one(MetricsPanel).last
         wanted = self.selected or self.app.select_run
-        rows = list(reversed(self.runs))  # newest first
-        existing = [str(k.value) for k in table.rows]
-        if existing != [r.id for r in rows]:
+        if self._pending_select in by_id:
+            wanted, self._pending_select = self._pending_select, None
+        rows = table.shown_runs(self.runs)
+        shown = [r.id for r in rows]
+        rebuilt = [str(k.value) for k in table.rows] != shown
+        if rebuilt:
             table.clear()
             for run in rows:
                 table.add_row(*self._cells(run, metrics), key=run.id)
@@ -220,13 +214,19 @@ class RunsScreen(WorkerErrors, Screen):
                 self._update_row(table, run, metrics)
         if wanted and wanted not in by_id and self.app.select_run == wanted:
             wanted = next((r.id for r in self.runs if r.name == wanted or r.id.startswith(wanted)), None)
-        if not rows:  # a first start: say how to get a run rather than show empty panels
+        if not self.runs:  # a first start: say how to get a run rather than show empty panels
             self.query_one("#metrics-line", Static).update(EMPTY_HINT)
-        if rows and (wanted is None or wanted not in by_id):
+        if rows and (wanted is None or wanted not in shown):
             wanted = rows[0].id
-        if wanted and wanted != self.selected:
+        if wanted is not None and wanted in shown and (wanted != self.selected or rebuilt):
             table.move_cursor(row=table.get_row_index(wanted))
-            self._select(wanted)
+            if wanted != self.selected:
+                self._select(wanted)
+        self.show_filter_bar(len(rows))
+
+    def done(self, text: str) -> None:
+        """From a worker: tell the user `text`, list the runs again."""
+        self.post_message(Done(text))
 
     def _update_row(self, table: DataTable, run, metrics) -> None:
         # Only the cells that changed: every update repaints the row, and most polls change nothing.
@@ -236,17 +236,13 @@ class RunsScreen(WorkerErrors, Screen):
 
     def _cells(self, run, metrics) -> tuple:
         live = metrics if run.id == self.selected and metrics is not None else self.latest.get(run.id)
-        done = live.iter if live else (run.max_iters if run.status is RunStatus.FINISHED else None)
-        total = (live.max_iters if live else None) or run.max_iters
-        loss = f"{live.loss:.4g}" if live and live.loss is not None else "-"
-        eta = (live.eta or "-") if live and run.status is RunStatus.RUNNING else "-"
-        status = run.status.value
-        return (run.id, run.name[:18], Text(status, style=STATUS_STYLE.get(status, "")),
-                progress_text(done, total), loss, eta)
+        return row_cells(run, live, run.id in self.query_one(RunsTable).marked)
 
     @on(DataTable.RowHighlighted, "#runs-table")
     def _row(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and event.row_key.value != self.selected:
+        # Only the row under the cursor now: a rebuilt table (a filter typed) highlights its first row on the way.
+        if event.row_key is not None and event.row_key.value != self.selected \
+                and event.row_key.value == self.query_one(RunsTable).cursor_key:
             self._select(str(event.row_key.value))
 
     def _select(self, run_id: str) -> None:
@@ -360,7 +356,7 @@ class RunsScreen(WorkerErrors, Screen):
 
         run = start_run(form["config"], work_dir=form["work_dir"], name=form["name"],
                         cfg_options=form["cfg_options"])
-        self.app.select_run = run.id
+        self.app.select_run = self._pending_select = run.id
         self.post_message(Done(f"started run {run.id} ({run.name}) in {run.work_dir}"))
 
     def on_done(self, message: Done) -> None:
@@ -429,7 +425,7 @@ class RunsScreen(WorkerErrors, Screen):
         from workbench.runs.launch import resume_run
 
         run = resume_run(run_id, max_iters=max_iters) if max_iters is not None else resume_run(run_id)
-        self.app.select_run = run.id
+        self.app.select_run = self._pending_select = run.id
         self.post_message(Done(f"resumed as run {run.id}"))
 
     def _checkpoint(self):

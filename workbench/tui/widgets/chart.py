@@ -39,8 +39,9 @@ def value_range(series: list[Series], lo: float | None = None, hi: float | None 
         return (0.0, 1.0)
     lo = min(vals) if lo is None else lo
     hi = max(vals) if hi is None else hi
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
+    if hi - lo <= 1e-9 * max(abs(lo), abs(hi)) or hi - lo < 1e-300:  # flat (a constant lr): an axis around it
+        v = (lo + hi) / 2
+        lo, hi = (v - abs(v), v + abs(v)) if v else (-1.0, 1.0)  # 3e-03 is drawn mid-way between 0 and 6e-03
     return lo, hi
 
 
