@@ -40,3 +40,31 @@ def test_a_finished_run_continues_past_its_end_only_when_asked_and_links_to_its_
     assert [(c["iteration"], c["written_by"]) for c in own] == [(10, first["id"]), (20, first["id"]), (30, second["id"])]
     parents = json.loads(cli("checkpoints", first["id"], "--json", home=wb_home, check=True).stdout)
     assert [c["iteration"] for c in parents] == [10, 20]
+
+
+def test_train_resume_from_a_middle_checkpoint_branches_into_a_new_folder_and_keeps_the_later_ones(
+        wb_home, tmp_path, tiny_run_dir, tiny_world):
+    # Before: `workbench train CONFIG --resume iter_30.pth` resumed in the checkpoint's folder and wrote its
+    # iter_40.pth over the earlier run's.
+    import shutil
+    from pathlib import Path
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run_dir, work)
+    (parent,) = json.loads(cli("import", str(work), "--json", home=wb_home, check=True).stdout)
+    before = {p.name: p.read_bytes() for p in work.glob("iter_*.pth")}
+    env = {"WORKBENCH_MODEL": str(tiny_world), "OMP_NUM_THREADS": "1"}
+
+    same = cli("train", str(TINY_CONFIG), "--resume", str(work / "iter_30.pth"), "--work-dir", str(work),
+               "--cfg-options", "train_cfg.max_iters=40", home=wb_home, env=env)
+    assert same.returncode == 2 and "iter_40.pth, iter_50.pth, iter_60.pth come after iter_30.pth" in same.stderr
+
+    started = cli("train", str(TINY_CONFIG), "--resume", str(work / "iter_30.pth"), "--cfg-options",
+                  "train_cfg.max_iters=40", "--json", home=wb_home, env=env, cwd=tmp_path, check=True)
+    assert "the resumed run writes to a new one, so they stay" in started.stderr
+    branch = json.loads(started.stdout)
+    record = wait_ended(branch["id"], wb_home)
+    assert (record["status"], record["parent_id"]) == ("finished", parent["id"])
+    assert Path(record["work_dir"]).parent == tmp_path / "work_dirs" / "tiny_cpu_lora"
+    assert sorted(p.name for p in Path(record["work_dir"]).glob("iter_*.pth")) == ["iter_40.pth"]
+    assert {p.name: p.read_bytes() for p in work.glob("iter_*.pth")} == before  # the parent's files untouched

@@ -33,7 +33,8 @@ def _duration(seconds: float | None) -> str:
                                  "./work_dirs/<config name>/<YYYYmmdd-HHMMSS>[-<name>]). Must not hold another "
                                  "run's files unless --resume or --overwrite.")
 @click.option("--resume", "resume_from", metavar="ITER_N.PTH",
-              help="Continue from this checkpoint (xtuner's --resume); the work dir defaults to its folder.")
+              help="Continue from this checkpoint (xtuner's --resume); the work dir defaults to its folder, or to a "
+                   "new one when later checkpoints are there (they would be written over).")
 @click.option("--overwrite", is_flag=True, help="Write into a --work-dir that holds another run's files.")
 @click.option("--deepspeed", metavar="NAME|PATH.json", help="deepspeed_zero1/2/3(_offload) or a DeepSpeed JSON.")
 @click.option("--name", help="A label for the run (default: the config's name).")
@@ -51,7 +52,13 @@ def train(args, work_dir, resume_from, overwrite, deepspeed, name, cfg_options, 
     model or data path). Multi-node settings NNODES, NODE_RANK, ADDR and PORT are read from the environment,
     as `xtuner train` reads them; WORKBENCH_MODEL and WORKBENCH_DATA pass through to the config.
     """
-    from workbench.runs.launch import PreflightFailed, checkpoint_owner, start_run
+    from workbench.runs.launch import (
+        PreflightFailed,
+        checkpoint_owner,
+        fresh_work_dir,
+        later_checkpoints,
+        start_run,
+    )
 
     config, options = split_config_args(args, cfg_options)
     parent = None
@@ -59,6 +66,11 @@ def train(args, work_dir, resume_from, overwrite, deepspeed, name, cfg_options, 
         from workbench.runs.checkpoints import validate_checkpoint
 
         ckpt = validate_checkpoint(Path(resume_from).expanduser(), deep=True).resolve()
+        later = later_checkpoints(ckpt)
+        if later and not work_dir and not overwrite:  # a branch: the parent's later checkpoints stay as they are
+            work_dir = str(fresh_work_dir(config, name))
+            info(f"{', '.join(later[:3])}{' …' if len(later) > 3 else ''} come after {ckpt.name} in its folder: "
+                 "the resumed run writes to a new one, so they stay")
         resume_from, work_dir = str(ckpt), work_dir or str(ckpt.parent)
         parent = checkpoint_owner(ckpt)
     try:

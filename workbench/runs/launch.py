@@ -30,7 +30,7 @@ from workbench.xtuner.config import (
     resolve_config,
     resolve_deepspeed,
 )
-from workbench.xtuner.workdir import WorkDir
+from workbench.xtuner.workdir import WorkDir, checkpoint_iter
 
 #: Environment a run keeps in its record (and a resume restores).
 RECORDED_ENV = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "ADDR", "PORT", "CUDA_VISIBLE_DEVICES",
@@ -168,6 +168,16 @@ def fresh_work_dir(config: str | os.PathLike, name: str | None = None, *,
     return candidate.resolve()
 
 
+def later_checkpoints(checkpoint: str | os.PathLike) -> list[str]:
+    """The checkpoints after `checkpoint` in its own folder (a run resumed from it in that folder would write over
+    them), by name, in order."""
+    ckpt = Path(checkpoint).resolve()
+    mine = checkpoint_iter(ckpt.name)
+    if mine is None:
+        return []
+    return [c.path.name for c in WorkDir(ckpt.parent).checkpoints() if c.iteration > mine]
+
+
 def work_dir_problem(work_dir: str | os.PathLike) -> str | None:
     """Why a NEW run must not write into `work_dir`, as one line naming it; None when it may.
 
@@ -272,6 +282,11 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
         ds = resolve_deepspeed(deepspeed) if deepspeed else None
         if work_dir:
             wd = (base / Path(work_dir).expanduser()).resolve()
+            later = later_checkpoints(resume_from) if resume_from and not overwrite else []
+            if resume_from and later and wd == Path(resume_from).resolve().parent:
+                raise BadInput(f"--work-dir {wd}: {', '.join(later[:3])}{' …' if len(later) > 3 else ''} come after "
+                               f"{Path(resume_from).name} there and the resumed run would write over them: leave "
+                               f"--work-dir out (the run then gets a new folder), or pass --overwrite")
             problem = None if (resume_from or overwrite) else work_dir_problem(wd)
             if problem:
                 owners = [r.id for r in registry.runs_in(wd)] if wd.is_dir() else []
