@@ -66,11 +66,14 @@ def train(args, work_dir, resume_from, overwrite, deepspeed, name, cfg_options, 
         from workbench.runs.checkpoints import validate_checkpoint
 
         ckpt = validate_checkpoint(Path(resume_from).expanduser(), deep=True).resolve()
-        later = later_checkpoints(ckpt)
-        if later and not work_dir and not overwrite:  # a branch: the parent's later checkpoints stay as they are
+        later = [] if overwrite else later_checkpoints(ckpt)
+        named = f"{', '.join(later[:3])}{' …' if len(later) > 3 else ''} come after {ckpt.name}"
+        if later and not work_dir:  # a branch: the earlier run's later checkpoints stay as they are
             work_dir = str(fresh_work_dir(config, name))
-            info(f"{', '.join(later[:3])}{' …' if len(later) > 3 else ''} come after {ckpt.name} in its folder: "
-                 "the resumed run writes to a new one, so they stay")
+            info(f"{named} in its folder: the resumed run writes to a new one, so they stay")
+        elif later and Path(work_dir).expanduser().resolve() == ckpt.parent:
+            raise BadInput(f"--work-dir {ckpt.parent}: {named} there and the resumed run would write over them: "
+                           "leave --work-dir out (the run then gets a new folder), or pass --overwrite")
         resume_from, work_dir = str(ckpt), work_dir or str(ckpt.parent)
         parent = checkpoint_owner(ckpt)
     try:

@@ -282,11 +282,6 @@ def start_run(config: str | os.PathLike, *, work_dir: str | os.PathLike | None =
         ds = resolve_deepspeed(deepspeed) if deepspeed else None
         if work_dir:
             wd = (base / Path(work_dir).expanduser()).resolve()
-            later = later_checkpoints(resume_from) if resume_from and not overwrite else []
-            if resume_from and later and wd == Path(resume_from).resolve().parent:
-                raise BadInput(f"--work-dir {wd}: {', '.join(later[:3])}{' …' if len(later) > 3 else ''} come after "
-                               f"{Path(resume_from).name} there and the resumed run would write over them: leave "
-                               f"--work-dir out (the run then gets a new folder), or pass --overwrite")
             problem = None if (resume_from or overwrite) else work_dir_problem(wd)
             if problem:
                 owners = [r.id for r in registry.runs_in(wd)] if wd.is_dir() else []
