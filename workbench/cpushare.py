@@ -144,11 +144,11 @@ _turn_lock = threading.Lock()
 
 
 @contextmanager
-def cpu_turn(threads: int) -> Iterator[None]:
+def cpu_turn(threads: int, trainers: int | None = None) -> Iterator[None]:
     """Post this process's claim of `threads` cores for the duration of the block (re-entrant; a no-op when
-    sharing is off or no training runs)."""
+    sharing is off or no training runs; `trainers`: their count when the caller has just looked)."""
     global _turns
-    if not enabled() or not training_processes():
+    if not enabled() or not (len(training_processes()) if trainers is None else trainers):
         yield
         return
     board = board_dir()
@@ -176,7 +176,7 @@ def cpu_turn(threads: int) -> Iterator[None]:
 _own_threads: int | None = None  # the count this process had before sharing limited it
 
 
-def share_cpu_with_training() -> str | None:
+def share_cpu_with_training(trainers: int | None = None) -> str | None:
     """Limit this process's torch threads while training runs on this CPU-only machine, and give them back when
     it no longer does; return a line saying so (for the TUI and stderr) when limited, else None. Call it once torch
     is imported, for CPU work only; it is cheap enough to call before every generation (one /proc scan)."""
@@ -185,7 +185,7 @@ def share_cpu_with_training() -> str | None:
 
     if _own_threads is None:
         _own_threads = torch.get_num_threads()
-    threads = shared_threads()
+    threads = shared_threads(trainers=trainers)
     if threads is None or threads >= _own_threads:
         if torch.get_num_threads() != _own_threads:
             torch.set_num_threads(_own_threads)
@@ -202,8 +202,9 @@ def generating() -> Iterator[str | None]:
     the share's note (None when not limited)."""
     import torch
 
-    note = share_cpu_with_training() if enabled() else None
-    with cpu_turn(torch.get_num_threads()):
+    trainers = len(training_processes()) if enabled() else 0  # one /proc scan for both
+    note = share_cpu_with_training(trainers) if enabled() else None
+    with cpu_turn(torch.get_num_threads(), trainers):
         yield note
 
 
