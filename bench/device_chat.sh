@@ -21,7 +21,6 @@
 #                                            FOURBIT_LOADS="bf16-hf nf4 bf16" the loads of the fourbit stage.
 set -u
 STAGES=" ${*:-switch decode lmdeploy} "
-want() { [[ "$STAGES" == *" $1 "* ]]; }
 T0=$(date +%s); TOTAL=${TOTAL_S:-560}
 OUT=${OUT:-/tmp/device-chat}; mkdir -p "$OUT"
 ROOT=$(cd "$(dirname "$0")/.." && pwd); cd "$ROOT"
@@ -30,11 +29,7 @@ export WORKBENCH_HOME=/tmp/wbh PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 SUMMARY=$OUT/summary.txt; : > "$SUMMARY"
 . "$ROOT/bench/device_stages.sh"
-"$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/site/*.whl > /tmp/setup.txt 2>&1 \
-  || note "setup: pip install of .whl/site failed"
-export PYTHONPATH=/tmp/site:$ROOT
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$SUMMARY" 2>&1
-"$PY" -c 'import torch, transformers, peft; print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' >> "$SUMMARY" 2>&1
+site_and_versions
 
 R=.whl/tinyrun
 { want decode || want lmdeploy || want fourbit; } && [ ! -f /tmp/m18/config.json ] && stage model "$(cap 60 100)" "$PY" -c '

@@ -15,8 +15,8 @@
 # .whl/train/tokenizer. SHAPE (default internlm2-1_8b) and LAYERS (default 6: the 1.8B's widths, a quarter of its
 # 24 layers, ~0.76B parameters with its 92,544-row embeddings) choose it: QLoRA on the full 1.8B ran at 0.5-0.8
 # iter/s (docs/benchmarks.md), so 300 iterations would not fit beside the other steps in one call.
-# (Measured on 2026-12-03 at 6 layers: 4.8-5.3 iter/s, 300 iterations in 116 s with the start; LAYERS=24 would
-# probably fit in one call too, not yet run.)
+# (Measured: on 2026-12-03 at 6 layers, 4.8-5.3 iter/s, 300 iterations in 116 s with the start; on 2026-12-04 at
+# LAYERS=24, the whole 1.889B shape, 1.96 iter/s, 300 iterations in 195 s, the call in 339 s with RESERVE_S=200.)
 # Files in $OUT (at most 8 come back): steps.json, train.json, eval.json, parity.json, log.txt, summary.txt.
 set -u
 T0=$(date +%s)

@@ -119,8 +119,12 @@ def test_the_trainer_gives_way_while_a_claim_stands_and_takes_its_threads_back_a
     assert share.adjust() == 4 and torch.threads == 4 and lines[-1] == "workbench: training back on 4 CPU threads"
 
 
-def test_no_claim_when_no_training_runs(board):
+def test_no_claim_when_no_training_runs(board, monkeypatch):
+    # the scan is what says "no training": controlled here, since another run on the test machine is a trainer
+    monkeypatch.setattr(cpushare, "training_processes", lambda: [])
     with cpushare.cpu_turn(2):
+        assert not board.exists() or not any(board.iterdir())
+    with cpushare.cpu_turn(2, trainers=0):  # the caller's own count, when it has just looked
         assert not board.exists() or not any(board.iterdir())
 
 

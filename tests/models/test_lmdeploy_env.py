@@ -100,3 +100,48 @@ def test_setting_one_value_keeps_every_other_line_and_table(tmp_path):
     assert settings_mod.load(fresh, environ={}).lmdeploy_python == "/p"
     with pytest.raises(settings_mod.BadInput, match="unknown setting"):
         settings_mod.set_value("no_such", "x", fresh)
+
+
+def _lmdeploy_python(folder: Path, version: str) -> Path:
+    """A Python that imports an `lmdeploy` of `version`: a wrapper that puts a site folder on PYTHONPATH, the way
+    bench/lmdeploy_site.sh lays lmdeploy out on a machine without an index."""
+    site = folder / "site" / "lmdeploy"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    wrapper = folder / "lmpy"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH='{folder / 'site'}' exec '{sys.executable}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_use_adopts_an_existing_lmdeploy_python_without_making_a_venv(tmp_path):
+    lmpy = _lmdeploy_python(tmp_path / "image", le.LMDEPLOY_VERSION)
+    plan = _run("--use", str(lmpy), "--dry-run", "--json", home=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    got = json.loads(plan.stdout)
+    assert got["adopted"] and got["interpreter"] == str(lmpy) and [s["what"] for s in got["steps"]] == [
+        "check the import"]
+    p = _run("--use", str(lmpy), "--no-server-check", home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(lmpy) and f"lmdeploy {le.LMDEPLOY_VERSION}" in p.stderr
+    assert settings_mod.load(tmp_path / "config" / "settings.toml", environ={}).lmdeploy_python == str(lmpy)
+    assert not (tmp_path / "data" / "lmdeploy-env").exists()  # nothing made
+
+
+def test_use_names_the_interpreter_that_is_missing_or_has_no_lmdeploy_and_records_nothing(tmp_path):
+    settings = tmp_path / "config" / "settings.toml"
+    missing = _run("--use", str(tmp_path / "nope" / "python"), "--no-server-check", home=tmp_path)
+    assert missing.returncode == 2 and "not an executable Python interpreter" in missing.stderr
+    bare = _run("--use", sys.executable, "--no-server-check", home=tmp_path)  # workbench's Python: no lmdeploy
+    assert bare.returncode == 2 and "cannot import lmdeploy" in bare.stderr
+    assert bare.stderr.strip().count("\n") == 0
+    clash = _run("--use", sys.executable, "--env", str(tmp_path / "env"), home=tmp_path)
+    assert clash.returncode == 2 and "--env" in clash.stderr
+    assert not settings.exists()
+
+
+def test_use_accepts_another_lmdeploy_version_and_says_which_one_is_measured(tmp_path):
+    lmpy = _lmdeploy_python(tmp_path / "image", "0.9.2")
+    p = _run("--use", str(lmpy), "--no-server-check", home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "lmdeploy 0.9.2" in p.stderr and f"measured against {le.LMDEPLOY_VERSION}" in p.stderr

@@ -6,6 +6,7 @@ adapter, compare side by side, open Eval. Every wait polls `capture-pane` with a
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -22,13 +23,16 @@ from workbench.paths import configs_dir
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
 WORKBENCH = str(Path(sys.executable).with_name("workbench"))
+_PANES = itertools.count()
 
 
 class Pane:
     """One tmux server (its own socket) with one 80x24 session running a command."""
 
     def __init__(self, command: str, cwd: Path, env: dict[str, str], name: str = ""):
-        self.socket = f"wbtest{os.getpid()}{name}"
+        # a socket of its own: `kill-server` returns before the last pane's server has gone, and a new session on
+        # the same socket can reach that dying server ("server exited unexpectedly", seen on a loaded machine)
+        self.socket = f"wbtest{os.getpid()}-{next(_PANES)}{name}"
         self.env = env
         exports = " ".join(f"{k}={v}" for k, v in env.items())
         self._tmux("new-session", "-d", "-s", "wb", "-x", "80", "-y", "24", "-c", str(cwd),

@@ -9,14 +9,19 @@ the interpreter recorded as the ``lmdeploy_python`` setting. Every step is a pla
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import BadInput, OperationFailed
+
+if TYPE_CHECKING:
+    from workbench.models.base import Reply
 
 #: The lmdeploy release the backend is written and measured against (docs/benchmarks.md).
 LMDEPLOY_VERSION = "0.18.0"
@@ -36,17 +41,19 @@ class Step:
 @dataclass
 class Plan:
     env: Path
-    python: str  # the interpreter the venv is made from
+    python: str  # the interpreter the venv is made from (or, with `use`, the one adopted)
     wheels: Path | None
     steps: list[Step] = field(default_factory=list)
+    use: Path | None = None  # an existing lmdeploy interpreter adopted as it is: no venv made, nothing installed
 
     @property
     def env_python(self) -> Path:
-        return self.env / "bin" / "python"
+        return self.use if self.use is not None else self.env / "bin" / "python"
 
     def as_dict(self) -> dict:
-        return {"env": str(self.env), "python": self.python, "lmdeploy": LMDEPLOY_VERSION,
+        return {"env": None if self.use else str(self.env), "python": self.python, "lmdeploy": LMDEPLOY_VERSION,
                 "wheels": str(self.wheels) if self.wheels else None, "interpreter": str(self.env_python),
+                "adopted": self.use is not None,
                 "steps": [{"what": s.what, "argv": s.argv, "skip": s.skip or None} for s in self.steps]}
 
 
@@ -78,6 +85,27 @@ def installed_version(env_python: Path) -> str | None:
     p = subprocess.run([str(env_python), "-c", "import lmdeploy; print(lmdeploy.__version__)"],
                        capture_output=True, text=True, timeout=120)
     return p.stdout.strip() if p.returncode == 0 else None
+
+
+def adopt_plan(use: str) -> Plan:
+    """The plan for an lmdeploy interpreter that exists already (lmdeploy's docker image, a conda env, a site
+    laid out by hand): check that it imports lmdeploy, then (in the command) the server check and the record."""
+    path = Path(use).expanduser()
+    found = shutil.which(use) if not path.is_file() else str(path.absolute())
+    if not found or not os.access(found, os.X_OK):
+        raise BadInput(f"--use {use}: not an executable Python interpreter")
+    plan = Plan(Path(found).parent, found, None, use=Path(found))
+    plan.steps.append(Step("check the import", [found, "-c", "import lmdeploy; print(lmdeploy.__version__)"]))
+    return plan
+
+
+def check_adopted_version(plan: Plan) -> str:
+    """The adopted interpreter's lmdeploy version; raises when it has none. Another version than the pinned one is
+    allowed (the caller warns): the backend drives the server's command line and OpenAI API, stable across 0.x."""
+    have = installed_version(plan.env_python)
+    if have is None:
+        raise BadInput(f"--use {plan.env_python}: this Python cannot import lmdeploy")
+    return have
 
 
 def make_plan(env: Path | None = None, python: str | None = None, wheels: Path | None = None) -> Plan:
@@ -127,7 +155,7 @@ def run_plan(plan: Plan, log: Path, say: Callable[[str], None]) -> None:
                                   + " | ".join(line.strip() for line in tail))
 
 
-def check_server(env_python: Path, model: Path, say: Callable[[str], None]) -> str:
+def check_server(env_python: Path, model: Path, say: Callable[[str], None]) -> Reply:
     """Start `lmdeploy serve api_server` from the environment on `model`, get one reply, stop it; return the reply."""
     from workbench.models.base import GenerationSettings
     from workbench.models.lmdeploy import LmdeployBackend
@@ -141,7 +169,7 @@ def check_server(env_python: Path, model: Path, say: Callable[[str], None]) -> s
                                  GenerationSettings(max_new_tokens=16))[0]
     finally:
         backend.close()
-    return reply.text
+    return reply
 
 
 def say_stderr(line: str) -> None:

@@ -20,6 +20,8 @@ from workbench.models.generation import LoopDetector, cut_at_stop_word
 
 # Characters, not tokens: a loop of a repeated sentence is caught after three copies.
 TEXT_LOOPS = LoopDetector(max_period=160, min_repeats=3, min_span=48)
+#: How many new characters between two loop checks of a streamed reply (a loop is caught at most this much later).
+LOOP_CHECK_CHARS = 16
 
 
 class OpenAIClient:
@@ -138,6 +140,7 @@ class ChatStream(ReplyStream):
     def _read(self) -> Iterator[str]:
         conn, resp = self.client._open("POST", "/v1/chat/completions", self.body)
         text, finish, usage, looped, cancelled = "", None, None, False, False
+        checked, found = 0, False  # len(text) at the last loop check; whether a stop word ended the text
         try:
             for event in _events(resp, self.client):
                 if self.cancel_event.is_set():
@@ -162,11 +165,17 @@ class ChatStream(ReplyStream):
                     if found:
                         finish = "stop"
                         break
-                    if self.detect_loops and TEXT_LOOPS(text):
-                        looped = True
-                        break
+                    # every LOOP_CHECK_CHARS new characters, not every piece: with 64 replies streaming into one
+                    # process, checking each piece cost more than reading it
+                    if self.detect_loops and len(text) - checked >= LOOP_CHECK_CHARS:
+                        checked = len(text)
+                        if TEXT_LOOPS(text):
+                            looped = True
+                            break
         finally:
             conn.close()  # also what cancels the request on the server
+        if self.detect_loops and not (looped or cancelled or found) and len(text) > checked:
+            looped = TEXT_LOOPS(text)  # the characters since the last check
         tokens = (usage or {}).get("completion_tokens") or self.tokens
         reason = LOOP if looped else CANCELLED if cancelled else LENGTH if finish == "length" else EOS
         self._reply = Reply(text=text, tokens=int(tokens), stop_reason=reason, looped=looped)
