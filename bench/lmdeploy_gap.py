@@ -12,7 +12,8 @@
 2. server: `LmdeployBackend` (the real `lmdeploy serve api_server`) on the same model, adapters and template, and the
    same requests (greedy, ``ignore_eos``: every request generates exactly --max-new-tokens) through
    - `backend.stream`, chat's path, at batch 1;
-   - `backend.generate`, eval's path, --batch conversations with concurrency --batch;
+   - `backend.generate`, eval's path, --batch conversations with concurrency --batch (one JSON answer a request
+     since 2026-12-04; before, each streamed);
    - raw clients, to tell the client's cost from the server's: --batch threads of http.client (workbench's client,
      streaming, and one JSON answer per request), and one asyncio loop of aiohttp (streaming and not).
    Variants: the api_server as lmdeploy starts it (mp) or through bench/lmdeploy_inproc_launch.py (inproc: the
@@ -139,7 +140,14 @@ def run_server(args, model: Path, adapters, fmt, engine_in_server: bool) -> dict
         k["extra"] = {**(k.get("extra") or {}), "ignore_eos": True}
         return chat_stream(*a, **k)
 
+    chat_complete = client.chat_complete
+
+    def complete_ignoring_eos(*a, **k):  # generate's requests (one JSON answer each)
+        k["extra"] = {**(k.get("extra") or {}), "ignore_eos": True}
+        return chat_complete(*a, **k)
+
     client.chat_stream = with_ignore_eos  # type: ignore[method-assign]
+    client.chat_complete = complete_ignoring_eos  # type: ignore[method-assign]
     out: dict = {}
     try:
         t0 = time.monotonic()

@@ -1,5 +1,6 @@
 """The server client stops a reply that loops, also now that it checks for loops every few characters instead of
-at every streamed piece (64 replies streaming into one process spent more time checking than reading)."""
+at every streamed piece (64 replies streaming into one process spent more time checking than reading), and a reply
+asked for as one JSON answer (what `generate` does) is cut where a streamed one stops."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from workbench.models.base import EOS, LOOP, GenerationSettings
-from workbench.models.openai_client import LOOP_CHECK_CHARS, TEXT_LOOPS, OpenAIClient
+from workbench.models.openai_client import LOOP_CHECK_CHARS, TEXT_LOOPS, OpenAIClient, first_loop_end
 
 PIECES: list[str] = []
 
@@ -19,7 +20,17 @@ class Scripted(BaseHTTPRequestHandler):
     """Streams PIECES as server-sent events, one piece an event, then finish_reason "stop" (the server's EOS)."""
 
     def do_POST(self):  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not body.get("stream"):  # one JSON answer
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "".join(PIECES)},
+                                            "finish_reason": "stop"}],
+                               "usage": {"completion_tokens": len(PIECES)}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -79,3 +90,27 @@ def test_an_ordinary_reply_is_not_a_loop(client):
                           "of the planet's surface."])
     assert not reply.looped and reply.stop_reason == EOS
     assert reply.text == "The Pacific is the largest ocean on Earth, covering about a third of the planet's surface."
+
+
+def complete(client, pieces, stop=None):
+    PIECES[:] = pieces
+    return client.chat_complete("m", [{"role": "user", "content": "hi"}], GenerationSettings(), stop=stop)
+
+
+@pytest.mark.parametrize("pieces", [
+    ["Hello, here is an answer. "] + ["我是", "Tutu"] * 200,
+    ["A long and ordinary answer about the sea and its tides, the moon, and the wind. "] + ["abc"] * 16,
+    ["The Pacific ", "is the largest ", "ocean on Earth."],
+])
+def test_a_json_answer_is_cut_at_a_loop_about_where_the_stream_stops(client, pieces):
+    streamed, whole = read(client, pieces), complete(client, pieces)
+    assert whole.looped == streamed.looped and whole.stop_reason == streamed.stop_reason
+    assert streamed.text.startswith(whole.text[:len(streamed.text) - LOOP_CHECK_CHARS - 4])  # the same text...
+    assert abs(len(whole.text) - len(streamed.text)) <= LOOP_CHECK_CHARS + 4  # ...to within one check
+    if whole.looped:
+        assert TEXT_LOOPS(whole.text) and first_loop_end(whole.text) == len(whole.text)
+
+
+def test_a_json_answer_is_cut_at_the_first_stop_word_and_is_not_a_loop_then(client):
+    reply = complete(client, ["Paris is the capital.", "<|im_end|>", "ab" * 40], stop=["<|im_end|>"])
+    assert reply.text == "Paris is the capital." and reply.stop_reason == EOS and not reply.looped

@@ -82,7 +82,7 @@ class LmdeployBackend(RemoteBackend):
     down as `settings_options` says, or a flag),
     `start_timeout` (seconds to wait for the engine, default 900), `timeout` (per-read HTTP timeout),
     `server_args` (more ``lmdeploy serve api_server`` flags, e.g. ``["--cache-max-entry-count", "0.5"]``),
-    `trust_remote_code`, `concurrency` (requests in flight during `generate`). `entry` replaces the
+    `trust_remote_code`, `concurrency` (requests in flight during `generate`; 64, as measured). `entry` replaces the
     ``lmdeploy`` module (tests point it at `workbench.models.openai_server`, which speaks the same CLI).
     """
 
@@ -91,7 +91,7 @@ class LmdeployBackend(RemoteBackend):
 
     def __init__(self, base: str | Path, *, python: str | None = None, start_timeout: float = 900.0,
                  timeout: float = 120.0, server_args: list[str] | tuple[str, ...] = (),
-                 trust_remote_code: bool = False, concurrency: int = 32, entry: str = "lmdeploy",
+                 trust_remote_code: bool = False, concurrency: int = 64, entry: str = "lmdeploy",
                  dtype: str = "auto", log_dir: str | Path | None = None, **_ignored):
         from workbench.models.loading import require_trust
 

@@ -124,6 +124,35 @@ class OpenAIClient:
         return ChatStream(self, body, stop or [], cancel, detect_loops=detect_loops)
 
 
+    def chat_complete(self, model: str, messages: list[dict], settings: GenerationSettings,
+                      stop: list[str] | None = None, extra: dict | None = None, detect_loops: bool = True,
+                      send_stop: bool = True) -> Reply:
+        """One chat completion as one JSON answer: no event per token, which is what a batch of many requests in
+        flight wants (docs/benchmarks.md, lmdeploy). The text is cut at `stop` words, and at a loop where a streamed
+        reply's checks (every LOOP_CHECK_CHARS characters) would have stopped it."""
+        body = {**self.request_body(model, messages, settings, stop if send_stop else None, stream=False),
+                **(extra or {})}
+        data = self._json("POST", "/v1/chat/completions", body)
+        choice = (data.get("choices") or [{}])[0]
+        text, found = cut_at_stop_word((choice.get("message") or {}).get("content") or "", stop or [])
+        end = None if found or not detect_loops else first_loop_end(text)
+        if end is not None:
+            text = text[:end]
+        tokens = (data.get("usage") or {}).get("completion_tokens") or 0
+        reason = LOOP if end is not None else LENGTH if choice.get("finish_reason") == "length" and not found else EOS
+        return Reply(text=text, tokens=int(tokens), stop_reason=reason, looped=end is not None)
+
+
+def first_loop_end(text: str) -> int | None:
+    """The first multiple of LOOP_CHECK_CHARS characters of `text` (or its end) at which it loops, or None: about
+    where a streamed reply, checked as often, stops."""
+    for end in range(LOOP_CHECK_CHARS, len(text) + LOOP_CHECK_CHARS, LOOP_CHECK_CHARS):
+        end = min(end, len(text))
+        if TEXT_LOOPS(text[:end]):
+            return end
+    return None
+
+
 class ChatStream(ReplyStream):
     """Text pieces of one streamed completion (server-sent events), a `ReplyStream`. Closing the connection is how
     a reply is cancelled: the server sees the client go and aborts the request."""

@@ -90,9 +90,10 @@ class RemoteBackend(Backend):
         replies: list[Reply | None] = [None] * len(conversations)
 
         def one(i: int) -> tuple[int, Reply]:
-            s = self.client.chat_stream(model, with_system(conversations[i], template), settings,
-                                        stop=list(template.stop_words), send_stop=self.send_stop)
-            return i, s.wait()
+            # one JSON answer a request, not a stream: with many in flight, the server's per-token events cost
+            # more than anything else on its side (docs/benchmarks.md, lmdeploy)
+            return i, self.client.chat_complete(model, with_system(conversations[i], template), settings,
+                                                stop=list(template.stop_words), send_stop=self.send_stop)
 
         # the server batches concurrent requests itself: keep enough of them in flight
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
