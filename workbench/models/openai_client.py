@@ -123,13 +123,12 @@ class OpenAIClient:
         body = {**self.request_body(model, messages, settings, stop if send_stop else None), **(extra or {})}
         return ChatStream(self, body, stop or [], cancel, detect_loops=detect_loops)
 
-
     def chat_complete(self, model: str, messages: list[dict], settings: GenerationSettings,
                       stop: list[str] | None = None, extra: dict | None = None, detect_loops: bool = True,
                       send_stop: bool = True) -> Reply:
         """One chat completion as one JSON answer: no event per token, which is what a batch of many requests in
-        flight wants (docs/benchmarks.md, lmdeploy). The text is cut at `stop` words, and at a loop where a streamed
-        reply's checks (every LOOP_CHECK_CHARS characters) would have stopped it."""
+        flight wants (docs/benchmarks.md, lmdeploy). The text is cut at `stop` words, and at a loop about where a
+        streamed reply's checks (every LOOP_CHECK_CHARS characters) stop it."""
         body = {**self.request_body(model, messages, settings, stop if send_stop else None, stream=False),
                 **(extra or {})}
         data = self._json("POST", "/v1/chat/completions", body)
@@ -194,8 +193,8 @@ class ChatStream(ReplyStream):
                     if found:
                         finish = "stop"
                         break
-                    # every LOOP_CHECK_CHARS new characters, not every piece: with 64 replies streaming into one
-                    # process, checking each piece cost more than reading it
+                    # every LOOP_CHECK_CHARS new characters, not every piece: a check costs tens of microseconds,
+                    # and 64 replies stream into one process during an eval
                     if self.detect_loops and len(text) - checked >= LOOP_CHECK_CHARS:
                         checked = len(text)
                         if TEXT_LOOPS(text):
